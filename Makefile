@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else supports them.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo demo-stop stack-status test test-fast lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) --version >/dev/null 2>&1 || { echo "musicvae needs Python 3.11 ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local,dev]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/musicvae demo
+
+demo-stop:
+	@if [ -x $(VENV)/bin/musicvae ]; then $(VENV)/bin/musicvae stack down; fi
+
+stack-status: install
+	$(VENV)/bin/musicvae stack status
+
+# pytest exits 5 when it collected no test: that is a broken suite, not a passing one.
+test: install
+	$(PY) -m pytest -ra; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the suite"; exit 1; fi; \
+	exit $$rc
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: demo-stop
+	rm -rf .stack

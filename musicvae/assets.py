@@ -1,0 +1,28 @@
+"""Assets that chain the musicvae DAGs and defaults they share (imported by DAG files only)."""
+
+import os
+from datetime import timedelta
+
+from airflow.sdk import Asset, CronTriggerTimetable
+
+CATALOGUE_RAW = Asset(name="catalogue.raw", uri="musicvae://catalogue/raw")
+CATALOGUE_VALIDATED = Asset(name="catalogue.validated", uri="musicvae://catalogue/validated")
+MODEL_CHAMPION = Asset(name="model.champion", uri="musicvae://model/champion")
+
+
+def cron(expression: str) -> CronTriggerTimetable:
+    """A cron schedule in UTC whose runs start at the slot time (not at the end of an interval)."""
+    return CronTriggerTimetable(expression, timezone="UTC")
+
+
+# The queue of the task that trains: `gpu` in the compose deployment, Airflow's default here.
+TRAINING_QUEUE = os.environ.get("MUSICVAE_TRAINING_QUEUE", "default")
+
+DEFAULT_ARGS = {"owner": "musicvae", "retries": 2, "retry_delay": timedelta(seconds=20)}
+
+
+def settings():
+    """Settings for task code, read when a task runs (not when the DAG file is parsed)."""
+    from musicvae.config import Settings
+
+    return Settings.from_env()

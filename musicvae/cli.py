@@ -1,0 +1,145 @@
+"""The `musicvae` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from musicvae.errors import MusicVAEError
+
+
+def _stack(args):
+    from musicvae.stack import Stack
+
+    return Stack(args.stack_dir)
+
+
+def cmd_sample(args) -> None:
+    from musicvae.sample import build_sample
+
+    s = build_sample(Path(args.out), tracks=args.tracks, seed=args.seed, defects=args.defects)
+    print(f"{s.tracks} tracks in {s.root} ({s.written} files written, {s.unchanged} unchanged)")
+
+
+def cmd_stack(args) -> None:
+    stack = _stack(args)
+    if args.action == "up":
+        stack.up(airflow=not args.no_airflow)
+    elif args.action == "down":
+        stack.down()
+    for name, state in stack.status().items():
+        print(f"{name:<22} {state}")
+    if args.action == "up":
+        print(f"\nsettings: source {stack.root / 'env'}")
+
+
+def cmd_demo(args) -> None:
+    from musicvae.demo import run_demo
+
+    print(run_demo(_stack(args), tracks=args.tracks, epochs=args.epochs, seed=args.seed))
+
+
+def _settings():
+    from musicvae.config import Settings
+
+    return Settings.from_env()
+
+
+def cmd_db(args) -> None:
+    from musicvae import db
+
+    applied = db.migrate(db.engine(_settings().database_url))
+    print("applied: " + (", ".join(applied) or "nothing (schema is current)"))
+
+
+def cmd_storage(args) -> None:
+    from musicvae.storage import ObjectStore
+
+    settings = _settings()
+    ObjectStore(settings).ensure_bucket()
+    print(f"bucket {settings.bucket} ready")
+
+
+def cmd_stage(args) -> None:
+    """Run one pipeline stage in this process (debugging without Airflow)."""
+    settings = _settings()
+    if args.stage == "ingest":
+        from musicvae.ingest import run_ingest
+
+        result = run_ingest(settings, args.run_id, args.landing).as_dict()
+    elif args.stage == "validate":
+        from musicvae.validate import run_validation
+
+        result = run_validation(settings, args.run_id).as_dict()
+    else:
+        from musicvae.recluster import run_recluster
+
+        result = run_recluster(settings, args.run_id).as_dict()
+    print(json.dumps(result, indent=2, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="musicvae", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="write a MERGE-layout sample catalogue")
+    s.add_argument("--tracks", type=int, default=200)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--defects", action="store_true", help="add deliberately broken inputs")
+    s.set_defaults(func=cmd_sample)
+
+    for name, func, helptext in (
+        ("stack", cmd_stack, "start, stop or inspect the local stack"),
+        ("demo", cmd_demo, "run the whole pipeline on a sample"),
+    ):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("--stack-dir", default=str(Path.cwd() / ".stack"))
+        q.set_defaults(func=func)
+        if name == "stack":
+            q.add_argument("action", choices=["up", "down", "status"])
+            q.add_argument("--no-airflow", action="store_true")
+        else:
+            q.add_argument("--tracks", type=int, default=200)
+            q.add_argument("--epochs", type=int, default=30)
+            q.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("db", help="database schema")
+    d.add_argument("action", choices=["migrate"])
+    d.set_defaults(func=cmd_db)
+    st = sub.add_parser("storage", help="object storage")
+    st.add_argument("action", choices=["init"])
+    st.set_defaults(func=cmd_storage)
+
+    for stage in ("ingest", "validate", "recluster"):
+        q = sub.add_parser(stage, help=f"run the {stage} stage here, without Airflow")
+        q.add_argument("--run-id", default=f"cli-{stage}")
+        if stage == "ingest":
+            q.add_argument("--landing", default=None)
+        q.set_defaults(func=cmd_stage, stage=stage)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("urllib3", "great_expectations", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        args.func(args)
+    except MusicVAEError as e:
+        print(f"musicvae: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Clustering the latent space and describing the clusters in words people recognise."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # [N] cluster id per row
+    centroids: np.ndarray  # [k, d]
+    distances: np.ndarray  # [N] distance of each row to its own centroid
+
+
+def kmeans(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> Clustering:
+    k = max(1, min(n_clusters, len(embeddings)))
+    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings)
+    labels = model.labels_.astype(int)
+    centroids = model.cluster_centers_.astype(np.float32)
+    distances = np.linalg.norm(embeddings - centroids[labels], axis=1)
+    return Clustering(labels, centroids, distances.astype(np.float32))
+
+
+def purity(truth: list, labels: np.ndarray) -> float:
+    """Share of rows whose cluster's majority label is their own label."""
+    total = 0
+    for c in np.unique(labels):
+        members = [t for t, lab in zip(truth, labels, strict=True) if lab == c]
+        total += Counter(members).most_common(1)[0][1]
+    return total / len(truth)
+
+
+def agreement(truth: list, labels: np.ndarray) -> dict[str, float]:
+    """NMI, ARI and purity of a clustering against reference labels (rows with a label only)."""
+    keep = [i for i, t in enumerate(truth) if t is not None]
+    if len(keep) < 2:
+        return {}
+    t = [truth[i] for i in keep]
+    lab = labels[keep]
+    return {
+        "nmi": round(float(normalized_mutual_info_score(t, lab)), 4),
+        "ari": round(float(adjusted_rand_score(t, lab)), 4),
+        "purity": round(purity(t, lab), 4),
+    }
+
+
+def describe(labels: np.ndarray, genres: list, quadrants: list, top: int = 3) -> dict[int, dict]:
+    """Per cluster: size, top genres and quadrants with counts, and a label from the top genres."""
+    out = {}
+    for c in sorted(np.unique(labels).tolist()):
+        idx = np.flatnonzero(labels == c)
+        g = Counter(genres[i] or "(no genre)" for i in idx).most_common(top)
+        q = Counter(quadrants[i] or "?" for i in idx).most_common(4)
+        out[c] = {
+            "size": int(idx.size),
+            "top_genres": dict(g),
+            "top_quadrants": dict(q),
+            "label": " / ".join(name for name, _ in g[:2]),
+        }
+    return out

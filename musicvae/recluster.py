@@ -1,0 +1,157 @@
+"""catalogue_recluster: embed every valid track with the newest model and cluster the catalogue.
+
+Embeddings, assignments and cluster summaries of one run are written in one transaction, and a
+rerun of the same run replaces its own rows: readers see the previous run or this one, whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicvae import db, registry
+from musicvae.clustering import Clustering, agreement, describe, kmeans
+from musicvae.config import Settings
+from musicvae.featurestore import ensure_mels
+from musicvae.retrain import SNAPSHOT_COLUMNS, training_data
+from musicvae.storage import ObjectStore
+
+log = logging.getLogger("musicvae.recluster")
+
+
+@dataclass
+class ReclusterResult:
+    run_id: str
+    model_version: int
+    n_tracks: int
+    n_clusters: int
+    metrics: dict
+    clusters: dict
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "n_tracks": self.n_tracks,
+            "n_clusters": self.n_clusters,
+            "metrics": self.metrics,
+        }
+
+
+def vector_literal(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6g}" for x in v.tolist()) + "]"
+
+
+def run_recluster(
+    settings: Settings, run_id: str, model_version: int | None = None
+) -> ReclusterResult:
+    store = ObjectStore(settings)
+    eng = db.engine(settings.database_url)
+    db.migrate(eng)
+    with eng.connect() as conn:
+        mv = registry.get(conn, model_version) if model_version else registry.newest(conn)
+        tracks = [
+            dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
+            for r in conn.execute(
+                sa.text(
+                    f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM tracks WHERE status = 'valid' "
+                    "ORDER BY track_id"
+                )
+            )
+        ]
+    loaded = registry.load(store, mv)
+    ensure_mels(
+        store, [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]], loaded.mel
+    )
+    embeddings = loaded.model.embed(training_data(store, tracks, loaded.mel, loaded.vectorizer))
+    params = mv.params
+    clustering = kmeans(embeddings, params.get("n_clusters", 8), params.get("seed", 0))
+    genres = [t["genre"] for t in tracks]
+    quadrants = [t["quadrant"] for t in tracks]
+    summaries = describe(clustering.labels, genres, quadrants)
+    metrics = {
+        **{f"genre_{k}": v for k, v in agreement(genres, clustering.labels).items()},
+        **{f"quadrant_{k}": v for k, v in agreement(quadrants, clustering.labels).items()},
+    }
+    _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics)
+    log.info(
+        "recluster %s: %d tracks into %d clusters with model version %d; %s",
+        run_id,
+        len(tracks),
+        len(summaries),
+        mv.version,
+        metrics,
+    )
+    return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
+
+
+def _write(
+    eng: sa.Engine,
+    run_id: str,
+    version: int,
+    tracks: list[dict],
+    embeddings: np.ndarray,
+    clustering: Clustering,
+    summaries: dict,
+    metrics: dict,
+) -> None:
+    with eng.begin() as conn:
+        # Cascades to this run's clusters, assignments and embeddings, and nothing else.
+        conn.execute(sa.text("DELETE FROM cluster_runs WHERE run_id = :r"), {"r": run_id})
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks, metrics) "
+                "VALUES (:r, :v, :k, :n, CAST(:m AS jsonb))"
+            ),
+            {
+                "r": run_id,
+                "v": version,
+                "k": len(summaries),
+                "n": len(tracks),
+                "m": json.dumps(metrics),
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO clusters (run_id, cluster_id, size, label, top_genres, top_quadrants, "
+                "centroid) VALUES (:r, :c, :size, :label, CAST(:g AS jsonb), CAST(:q AS jsonb), "
+                "CAST(:centroid AS vector))"
+            ),
+            [
+                {
+                    "r": run_id,
+                    "c": c,
+                    "size": s["size"],
+                    "label": s["label"],
+                    "g": json.dumps(s["top_genres"]),
+                    "q": json.dumps(s["top_quadrants"]),
+                    "centroid": vector_literal(clustering.centroids[c]),
+                }
+                for c, s in summaries.items()
+            ],
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
+                "VALUES (:t, :v, :r, CAST(:e AS vector)) ON CONFLICT (track_id, model_version) "
+                "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
+            ),
+            [
+                {"t": t["track_id"], "v": version, "r": run_id, "e": vector_literal(e)}
+                for t, e in zip(tracks, embeddings, strict=True)
+            ],
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_assignments (run_id, track_id, cluster_id, distance) "
+                "VALUES (:r, :t, :c, :d)"
+            ),
+            [
+                {"r": run_id, "t": t["track_id"], "c": int(c), "d": float(d)}
+                for t, c, d in zip(tracks, clustering.labels, clustering.distances, strict=True)
+            ],
+        )

@@ -1,0 +1,157 @@
+"""Model versions: artifacts in object storage, one `model_versions` row each."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from musicvae import __version__
+from musicvae.errors import ModelNotFoundError
+from musicvae.features import LyricsVectorizer, MelConfig
+from musicvae.storage import ObjectStore
+
+
+@cache
+def code_version() -> str:
+    """The git commit this code came from (MUSICVAE_CODE_VERSION in images built without .git)."""
+    import os
+
+    if os.environ.get("MUSICVAE_CODE_VERSION"):
+        return os.environ["MUSICVAE_CODE_VERSION"]
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.CalledProcessError):
+        return f"musicvae-{__version__}"
+
+
+@dataclass
+class ModelVersion:
+    version: int
+    snapshot_id: str
+    params: dict
+    artifact_prefix: str
+    metrics: dict
+    code_version: str
+
+
+@dataclass
+class LoadedModel:
+    version: ModelVersion
+    model: object  # musicvae.train.TrainedModel
+    vectorizer: LyricsVectorizer
+    mel: MelConfig
+
+
+def save_artifacts(
+    store: ObjectStore, prefix: str, trained, vectorizer: LyricsVectorizer, config: dict
+) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(trained.state(), buf)
+    store.put_bytes(f"{prefix}/model.pt", buf.getvalue())
+    store.put_bytes(f"{prefix}/vectorizer.pkl", pickle.dumps(vectorizer))
+    store.put_json(f"{prefix}/config.json", config)
+
+
+def find(conn, snapshot_id: str, params_hash: str) -> int | None:
+    return conn.execute(
+        sa.text(
+            "SELECT version FROM model_versions WHERE snapshot_id = :s AND params_hash = :p "
+            "AND code_version = :c"
+        ),
+        {"s": snapshot_id, "p": params_hash, "c": code_version()},
+    ).scalar()
+
+
+def register(
+    conn,
+    *,
+    snapshot_id: str,
+    n_tracks: int,
+    params: dict,
+    params_hash: str,
+    artifact_prefix: str,
+    metrics: dict,
+    dag_run_id: str,
+) -> int:
+    return conn.execute(
+        sa.text(
+            "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, code_version, "
+            "artifact_prefix, metrics, dag_run_id) VALUES (:s, :n, CAST(:p AS jsonb), :h, :c, :a, "
+            "CAST(:m AS jsonb), :r) ON CONFLICT (snapshot_id, params_hash, code_version) "
+            "DO UPDATE SET metrics = EXCLUDED.metrics RETURNING version"
+        ),
+        {
+            "s": snapshot_id,
+            "n": n_tracks,
+            "p": json.dumps(params),
+            "h": params_hash,
+            "c": code_version(),
+            "a": artifact_prefix,
+            "m": json.dumps(metrics),
+            "r": dag_run_id,
+        },
+    ).scalar_one()
+
+
+def newest(conn) -> ModelVersion:
+    row = conn.execute(
+        sa.text(
+            "SELECT version, snapshot_id, params, artifact_prefix, metrics, code_version "
+            "FROM model_versions ORDER BY version DESC LIMIT 1"
+        )
+    ).first()
+    if row is None:
+        raise ModelNotFoundError("no model version registered yet: trigger musicvae_retrain first")
+    return ModelVersion(*row)
+
+
+def get(conn, version: int) -> ModelVersion:
+    row = conn.execute(
+        sa.text(
+            "SELECT version, snapshot_id, params, artifact_prefix, metrics, code_version "
+            "FROM model_versions WHERE version = :v"
+        ),
+        {"v": version},
+    ).first()
+    if row is None:
+        raise ModelNotFoundError(f"model version {version} does not exist")
+    return ModelVersion(*row)
+
+
+def load(store: ObjectStore, mv: ModelVersion) -> LoadedModel:
+    import torch
+
+    from musicvae.train import TrainedModel
+
+    state = torch.load(
+        io.BytesIO(store.get_bytes(f"{mv.artifact_prefix}/model.pt")),
+        map_location="cpu",
+        weights_only=False,
+    )
+    # The vectorizer was written by this pipeline's own retrain task, never by a user.
+    vectorizer = pickle.loads(store.get_bytes(f"{mv.artifact_prefix}/vectorizer.pkl"))  # noqa: S301
+    config = store.get_json(f"{mv.artifact_prefix}/config.json")
+    return LoadedModel(mv, TrainedModel.from_state(state), vectorizer, MelConfig(**config["mel"]))

@@ -1,0 +1,236 @@
+"""musicvae_retrain: snapshot the valid tracks, cache features, train the beta-VAE, register it.
+
+Each step is one function the DAG calls with ids; data moves through object storage. Retraining
+the same snapshot with the same parameters and code finds the registered version and stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicvae import db, registry
+from musicvae.clustering import agreement, kmeans
+from musicvae.config import Settings
+from musicvae.errors import MusicVAEError
+from musicvae.features import LyricsVectorizer, MelConfig
+from musicvae.featurestore import ensure_mels, load_mels
+from musicvae.lyrics import decode_lyrics
+from musicvae.storage import ObjectStore
+
+log = logging.getLogger("musicvae.retrain")
+
+MIN_TRACKS = 8
+MEL = MelConfig()
+
+
+class NotEnoughDataError(MusicVAEError):
+    """Too few valid tracks to train on: ingest and validate more first."""
+
+
+@dataclass(frozen=True)
+class RetrainParams:
+    """What a user sets in the trigger form (the DAG's Params mirror these defaults)."""
+
+    epochs: int = 20
+    beta: float = 1.0
+    latent_dim: int = 32
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    seed: int = 0
+    n_clusters: int = 8
+    vocab_size: int = 512
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RetrainParams:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        defaults = cls()
+        return cls(**{k: type(getattr(defaults, k))(v) for k, v in known.items()})
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def train_config(self):
+        from musicvae.train import TrainConfig
+
+        return TrainConfig(
+            epochs=self.epochs,
+            beta=self.beta,
+            latent_dim=self.latent_dim,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+
+
+# -- snapshot ---------------------------------------------------------------------------------
+
+SNAPSHOT_COLUMNS = (
+    "track_id",
+    "audio_key",
+    "audio_sha256",
+    "lyrics_key",
+    "lyrics_sha256",
+    "genre",
+    "quadrant",
+)
+
+
+def take_snapshot(settings: Settings) -> dict:
+    """Freeze the set of valid tracks (and their content hashes) that this retrain will use."""
+    eng = db.engine(settings.database_url)
+    db.migrate(eng)
+    with eng.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM tracks WHERE status = 'valid' "
+                "ORDER BY track_id"
+            )
+        ).all()
+    if len(rows) < MIN_TRACKS:
+        raise NotEnoughDataError(
+            f"{len(rows)} valid tracks; training needs at least {MIN_TRACKS}. Drop a MERGE "
+            "download into the landing zone and run merge_ingest first."
+        )
+    tracks = [dict(zip(SNAPSHOT_COLUMNS, r, strict=True)) for r in rows]
+    identity = [(t["track_id"], t["audio_sha256"], t["lyrics_sha256"]) for t in tracks]
+    snapshot_id = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    ObjectStore(settings).put_json(f"snapshots/{snapshot_id}.json", {"tracks": tracks})
+    log.info("snapshot %s: %d valid tracks", snapshot_id, len(tracks))
+    return {"snapshot_id": snapshot_id, "n_tracks": len(tracks)}
+
+
+def load_snapshot(store: ObjectStore, snapshot_id: str) -> list[dict]:
+    return store.get_json(f"snapshots/{snapshot_id}.json")["tracks"]
+
+
+# -- features ---------------------------------------------------------------------------------
+
+
+def prepare_features(settings: Settings, snapshot_id: str, mel: MelConfig = MEL) -> dict:
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot_id)
+    audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
+    computed = ensure_mels(store, audio, mel)
+    log.info(
+        "features for snapshot %s: %d computed, %d cached",
+        snapshot_id,
+        computed,
+        len(audio) - computed,
+    )
+    return {"computed": computed, "cached": len(audio) - computed}
+
+
+def lyrics_texts(store: ObjectStore, tracks: list[dict]) -> list[str]:
+    return [
+        decode_lyrics(store.get_bytes(t["lyrics_key"])).text if t["lyrics_key"] else ""
+        for t in tracks
+    ]
+
+
+def training_data(
+    store: ObjectStore, tracks: list[dict], mel: MelConfig, vectorizer: LyricsVectorizer
+):
+    from musicvae.train import TrainingData
+
+    lyrics = vectorizer.transform(lyrics_texts(store, tracks))
+    shas = [t["audio_sha256"] if t["audio_key"] else None for t in tracks]
+    return TrainingData(
+        audio=load_mels(store, shas, mel),
+        has_audio=np.array([sha is not None for sha in shas]),
+        lyrics=lyrics,
+        # Lyrics made only of words outside the vocabulary carry no signal: treat as missing.
+        has_lyrics=lyrics.any(axis=1),
+    )
+
+
+# -- training and registration ----------------------------------------------------------------
+
+
+def candidate_prefix(snapshot_id: str, params: RetrainParams) -> str:
+    return f"models/{snapshot_id}-{params.digest()}-{registry.code_version()}"
+
+
+def train(
+    settings: Settings, snapshot_id: str, params: RetrainParams, mel: MelConfig = MEL
+) -> dict | None:
+    """Train on the snapshot and store the artifacts; None when this model is already registered."""
+    from musicvae.train import fit
+
+    eng = db.engine(settings.database_url)
+    with eng.connect() as conn:
+        existing = registry.find(conn, snapshot_id, params.digest())
+    if existing is not None:
+        log.info(
+            "model version %s already trained on snapshot %s with these parameters",
+            existing,
+            snapshot_id,
+        )
+        return None
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot_id)
+    vectorizer = LyricsVectorizer(vocab_size=params.vocab_size).fit(lyrics_texts(store, tracks))
+    data = training_data(store, tracks, mel, vectorizer)
+    trained = fit(data, params.train_config())
+    metrics = evaluate(trained.embed(data), tracks, params)
+    metrics.update(
+        best_val_loss=round(float(trained.best_val_loss), 5),
+        epochs_run=len(trained.history),
+        samples_per_s=round(float(np.mean([h["samples_per_s"] for h in trained.history])), 1),
+    )
+    prefix = candidate_prefix(snapshot_id, params)
+    registry.save_artifacts(
+        store,
+        prefix,
+        trained,
+        vectorizer,
+        {
+            "snapshot_id": snapshot_id,
+            "params": asdict(params),
+            "mel": mel.to_dict(),
+            "code_version": registry.code_version(),
+            "metrics": metrics,
+            "history": trained.history,
+        },
+    )
+    log.info("trained on %d tracks: %s", len(tracks), metrics)
+    return {
+        "snapshot_id": snapshot_id,
+        "n_tracks": len(tracks),
+        "artifact_prefix": prefix,
+        "metrics": metrics,
+        "params": asdict(params),
+    }
+
+
+def evaluate(embeddings: np.ndarray, tracks: list[dict], params: RetrainParams) -> dict:
+    """How well KMeans on the latent means recovers genres and quadrants (as the research did)."""
+    labels = kmeans(embeddings, params.n_clusters, params.seed).labels
+    genre = agreement([t["genre"] for t in tracks], labels)
+    quadrant = agreement([t["quadrant"] for t in tracks], labels)
+    return {
+        **{f"genre_{k}": v for k, v in genre.items()},
+        **{f"quadrant_{k}": v for k, v in quadrant.items()},
+    }
+
+
+def register(settings: Settings, candidate: dict, dag_run_id: str) -> int:
+    params = RetrainParams.from_dict(candidate["params"])
+    with db.engine(settings.database_url).begin() as conn:
+        version = registry.register(
+            conn,
+            snapshot_id=candidate["snapshot_id"],
+            n_tracks=candidate["n_tracks"],
+            params=candidate["params"],
+            params_hash=params.digest(),
+            artifact_prefix=candidate["artifact_prefix"],
+            metrics=candidate["metrics"],
+            dag_run_id=dag_run_id,
+        )
+    log.info("registered model version %d (%s)", version, candidate["artifact_prefix"])
+    return version

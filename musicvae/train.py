@@ -1,0 +1,389 @@
+"""Training loop for HybridVAE: seeded split, KL warm-up, modality dropout, early stopping, resume.
+
+The data stays in host memory as numpy; each step moves one batch to the device. On a GPU the
+forward pass runs under bfloat16 autocast; on a CPU it is float32 on every core. A checkpoint
+handed to `on_epoch` resumes to exactly the weights an uninterrupted CPU run would reach.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from musicvae.model import DEFAULT_LYRICS_WEIGHT, HybridVAE, vae_loss
+
+log = logging.getLogger("musicvae.train")
+
+# Validation loss must beat the best by this relative margin to count as progress, so that
+# noise-level wiggles on a plateau do not keep resetting the patience counter.
+MIN_RELATIVE_IMPROVEMENT = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    beta: float = 1.0
+    latent_dim: int = 32
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    seed: int = 0
+    kl_warmup_epochs: int = 5
+    val_fraction: float = 0.15
+    patience: int = 6
+    modality_dropout: float = 0.3
+    lyrics_weight: float = DEFAULT_LYRICS_WEIGHT
+    width: int = 32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class TrainingData:
+    audio: np.ndarray  # [N, n_mels, n_frames] float16/float32 log-mel; rows without audio are zeros
+    has_audio: np.ndarray  # [N] bool
+    lyrics: np.ndarray  # [N, V] float32 TF-IDF
+    has_lyrics: np.ndarray  # [N] bool
+
+    def __post_init__(self):
+        n = len(self.audio)
+        if self.audio.ndim != 3 or self.lyrics.ndim != 2:
+            raise ValueError("audio must be [N, n_mels, n_frames] and lyrics [N, V]")
+        if not len(self.has_audio) == len(self.lyrics) == len(self.has_lyrics) == n:
+            raise ValueError("audio, has_audio, lyrics and has_lyrics must have the same rows")
+        self.has_audio = np.asarray(self.has_audio, dtype=bool)
+        self.has_lyrics = np.asarray(self.has_lyrics, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+def select_device() -> torch.device:
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # input sizes are fixed, so tuning pays off
+        return torch.device("cuda")
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.device("cpu")
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _batch(data: TrainingData, idx: np.ndarray, device: torch.device, mean: float, std: float):
+    """Rows `idx` as device tensors, audio normalised with the training statistics."""
+    audio = torch.from_numpy(data.audio[idx]).to(device).float()
+    audio = (audio - mean) / std
+    lyrics = torch.from_numpy(np.asarray(data.lyrics[idx], dtype=np.float32)).to(device)
+    has_audio = torch.from_numpy(data.has_audio[idx]).to(device)
+    has_lyrics = torch.from_numpy(data.has_lyrics[idx]).to(device)
+    return audio, lyrics, has_audio, has_lyrics
+
+
+def _audio_stats(data: TrainingData, rows: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the log-mel values of the rows that have audio, in chunks (float64 sums)."""
+    rows = rows[data.has_audio[rows]]
+    total = total_sq = count = 0.0
+    for start in range(0, len(rows), 256):
+        chunk = data.audio[rows[start : start + 256]].astype(np.float64)
+        total += chunk.sum()
+        total_sq += np.square(chunk).sum()
+        count += chunk.size
+    if count == 0:
+        return 0.0, 1.0
+    mean = total / count
+    std = math.sqrt(max(total_sq / count - mean * mean, 0.0))
+    return float(mean), float(std) if std > 1e-6 else 1.0
+
+
+def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if n < 2:
+        raise ValueError(f"need at least 2 rows to split into train and validation, got {n}")
+    order = rng.permutation(n)
+    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _drop_modalities(has_a: np.ndarray, has_l: np.ndarray, p: float, rng: np.random.Generator):
+    """Hide one modality of some two-modality samples from the encoder (reconstruction still
+    targets both), so each expert learns to place a track on its own."""
+    both = has_a & has_l
+    drop = both & (rng.random(len(has_a)) < p)
+    drop_audio = rng.random(len(has_a)) < 0.5
+    return has_a & ~(drop & drop_audio), has_l & ~(drop & ~drop_audio)
+
+
+def _cpu_copy(obj):
+    """Deep copy with every tensor on the CPU: checkpoints must not alias live training state."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+@dataclass
+class TrainedModel:
+    model: HybridVAE
+    config: TrainConfig
+    audio_mean: float
+    audio_std: float
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def embed(self, data: TrainingData, batch_size: int = 128) -> np.ndarray:
+        """Posterior means [N, latent_dim] float32 (rows with neither modality map to zeros)."""
+        self.model.eval()
+        out = []
+        with torch.inference_mode(), _autocast(self.device):
+            for start in range(0, len(data), batch_size):
+                idx = np.arange(start, min(start + batch_size, len(data)))
+                batch = _batch(data, idx, self.device, self.audio_mean, self.audio_std)
+                mu, _ = self.model.encode(*batch)
+                out.append(mu.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.config.latent_dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def state(self) -> dict:
+        return {
+            "model_kwargs": dict(self.model.kwargs),
+            "state_dict": _cpu_copy(self.model.state_dict()),
+            "audio_mean": self.audio_mean,
+            "audio_std": self.audio_std,
+            "config": self.config.to_dict(),
+            "history": copy.deepcopy(self.history),
+            "best_val_loss": self.best_val_loss,
+            "stopped_early": self.stopped_early,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device | str | None = None) -> TrainedModel:
+        """Rebuild a saved model; `device` defaults to `select_device()`."""
+        device = select_device() if device is None else torch.device(device)
+        model = HybridVAE(**state["model_kwargs"])
+        model.load_state_dict(state["state_dict"])
+        return cls(
+            model=model.to(device).eval(),
+            config=TrainConfig.from_dict(state["config"]),
+            audio_mean=float(state["audio_mean"]),
+            audio_std=float(state["audio_std"]),
+            history=list(state.get("history", [])),
+            best_val_loss=float(state.get("best_val_loss", math.inf)),
+            stopped_early=bool(state.get("stopped_early", False)),
+        )
+
+
+def _beta_at(epoch: int, config: TrainConfig) -> float:
+    """Linear KL warm-up from 0 at epoch 0 to config.beta at epoch kl_warmup_epochs."""
+    if config.kl_warmup_epochs <= 0:
+        return config.beta
+    return config.beta * min(1.0, epoch / config.kl_warmup_epochs)
+
+
+def _train_epoch(model, opt, data, rows, config, beta, stats, rng, device) -> dict:
+    model.train()
+    order = rows[rng.permutation(len(rows))]
+    sums = dict.fromkeys(("total", "audio", "lyrics", "kl"), 0.0)
+    for start in range(0, len(order), config.batch_size):
+        # Sorted indices read the numpy arrays in memory order; the batch content stays random.
+        idx = np.sort(order[start : start + config.batch_size])
+        enc_a, enc_l = _drop_modalities(
+            data.has_audio[idx], data.has_lyrics[idx], config.modality_dropout, rng
+        )
+        audio, lyrics, has_a, has_l = _batch(data, idx, device, *stats)
+        enc_a, enc_l = torch.from_numpy(enc_a).to(device), torch.from_numpy(enc_l).to(device)
+        with _autocast(device):
+            out = model(audio, lyrics, enc_a, enc_l)
+            parts = vae_loss(out, audio, lyrics, has_a, has_l, beta, config.lyrics_weight)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        opt.step()
+        for k in sums:  # device-side sums: no host sync per step
+            sums[k] = sums[k] + parts[k].detach() * len(idx)
+    return {k: float(v) / len(rows) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(model, data, rows, config, stats, device) -> dict:
+    """Validation loss at the FULL beta, so epochs compare fairly during the KL warm-up."""
+    model.eval()
+    sums = {"total": 0.0, "audio": 0.0, "lyrics": 0.0, "kl": 0.0}
+    for start in range(0, len(rows), 128):
+        idx = rows[start : start + 128]
+        batch = _batch(data, idx, device, *stats)
+        with _autocast(device):
+            parts = vae_loss(model(*batch), *batch, config.beta, config.lyrics_weight)
+        for k in sums:
+            sums[k] += parts[k].item() * len(idx)
+    return {k: v / len(rows) for k, v in sums.items()}
+
+
+@dataclass
+class _Progress:
+    """What early stopping and resuming need to know about the epochs so far."""
+
+    epochs_done: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    best_state: dict | None = None  # a private CPU copy, replaced (never mutated) on improvement
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+    def record(self, val_loss: float, model: HybridVAE, config: TrainConfig) -> None:
+        self.epochs_done += 1
+        improved = math.isinf(self.best_val_loss) or (
+            val_loss < self.best_val_loss - MIN_RELATIVE_IMPROVEMENT * abs(self.best_val_loss)
+        )
+        if improved:
+            self.best_val_loss, self.bad_epochs = val_loss, 0
+            self.best_state = _cpu_copy(model.state_dict())
+        elif self.epochs_done > config.kl_warmup_epochs:
+            # During warm-up the objective itself is still moving: that is not a stall.
+            self.bad_epochs += 1
+        self.stopped_early = self.bad_epochs >= config.patience and self.epochs_done < config.epochs
+
+
+def _checkpoint(model, opt, rng, progress: _Progress, stats, config, device) -> dict:
+    return {
+        "epoch": progress.epochs_done,  # resuming starts with the next epoch
+        "model": _cpu_copy(model.state_dict()),
+        "optimizer": _cpu_copy(opt.state_dict()),
+        "numpy_rng": copy.deepcopy(rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+        "best_state": progress.best_state,
+        "best_val_loss": progress.best_val_loss,
+        "bad_epochs": progress.bad_epochs,
+        "stopped_early": progress.stopped_early,
+        "history": copy.deepcopy(progress.history),
+        "audio_mean": stats[0],
+        "audio_std": stats[1],
+        "model_kwargs": dict(model.kwargs),
+        "config": config.to_dict(),
+    }
+
+
+def _restore(checkpoint: dict, model, opt, rng, device) -> tuple[_Progress, tuple[float, float]]:
+    model.load_state_dict(checkpoint["model"])
+    opt.load_state_dict(checkpoint["optimizer"])
+    rng.bit_generator.state = checkpoint["numpy_rng"]
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+    progress = _Progress(
+        epochs_done=checkpoint["epoch"],
+        history=copy.deepcopy(checkpoint["history"]),
+        best_val_loss=checkpoint["best_val_loss"],
+        best_state=_cpu_copy(checkpoint["best_state"]),
+        bad_epochs=checkpoint["bad_epochs"],
+        stopped_early=checkpoint.get("stopped_early", False),
+    )
+    return progress, (checkpoint["audio_mean"], checkpoint["audio_std"])
+
+
+def _describe(parts: dict) -> str:
+    return "{total:.5g} (audio {audio:.5g} lyrics {lyrics:.4f} kl {kl:.2f})".format(**parts)
+
+
+def fit(
+    data: TrainingData,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    resume: dict | None = None,
+) -> TrainedModel:
+    """Train a HybridVAE on `data`; `resume` is a checkpoint previously passed to `on_epoch`."""
+    device = select_device()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_rows, val_rows = _split(len(data), config.val_fraction, rng)
+
+    _, n_mels, n_frames = data.audio.shape
+    model = HybridVAE(n_mels, n_frames, data.lyrics.shape[1], config.latent_dim, config.width)
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if resume is None:
+        progress, stats = _Progress(), _audio_stats(data, train_rows)
+    else:
+        progress, stats = _restore(resume, model, opt, rng, device)
+        log.info("resuming after epoch %d/%d", progress.epochs_done, config.epochs)
+
+    log.info(
+        "training on %s: %d train / %d validation rows, %s, %.2fM parameters",
+        device,
+        len(train_rows),
+        len(val_rows),
+        model.kwargs,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    while progress.epochs_done < config.epochs and not progress.stopped_early:
+        epoch = progress.epochs_done
+        beta = _beta_at(epoch, config)
+        started = time.perf_counter()
+        train = _train_epoch(model, opt, data, train_rows, config, beta, stats, rng, device)
+        train_seconds = time.perf_counter() - started
+        val = _evaluate(model, data, val_rows, config, stats, device)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train["total"],
+            "val_loss": val["total"],
+            "audio": val["audio"],
+            "lyrics": val["lyrics"],
+            "kl": val["kl"],
+            "beta": beta,
+            "samples_per_s": len(train_rows) / train_seconds,
+            "seconds": time.perf_counter() - started,
+        }
+        progress.history.append(record)
+        log.info(
+            "epoch %d/%d  train %s  val %s  beta %.3f  %.0f samples/s  %.1fs",
+            epoch + 1,
+            config.epochs,
+            _describe(train),
+            _describe(val),
+            beta,
+            record["samples_per_s"],
+            record["seconds"],
+        )
+        progress.record(val["total"], model, config)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, _checkpoint(model, opt, rng, progress, stats, config, device))
+        if progress.stopped_early:
+            log.info("early stop: no validation improvement for %d epochs", progress.bad_epochs)
+
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    model.eval()
+    return TrainedModel(
+        model=model,
+        config=config,
+        audio_mean=stats[0],
+        audio_std=stats[1],
+        history=progress.history,
+        best_val_loss=progress.best_val_loss,
+        stopped_early=progress.stopped_early,
+    )

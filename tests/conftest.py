@@ -1,0 +1,67 @@
+"""Shared fixtures: one real PostgreSQL + S3 server pair per test session, fresh state per test."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_CSV = REPO.parent / "shared" / "merge" / "seed_bimodal_balanced_metadata.csv"
+
+logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    """PostgreSQL 18 + pgvector and an S3 server, started from the venv's wheels on loopback."""
+    from musicvae.stack import Stack
+
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    stack.up(airflow=False)
+    yield stack
+    stack.down()
+
+
+@pytest.fixture
+def settings(servers):
+    """Settings for a new, migrated database and a new bucket: tests cannot see each other."""
+    import psycopg2
+
+    from musicvae import db
+    from musicvae.storage import ObjectStore
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(servers.database_url("postgres", driver="postgresql"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    s = replace(
+        servers.settings(), database_url=servers.database_url(name), bucket=name.replace("_", "-")
+    )
+    db.migrate(db.engine(s.database_url))
+    ObjectStore(s).ensure_bucket()
+    return s
+
+
+@pytest.fixture(scope="session")
+def sample_catalogue(tmp_path_factory):
+    """A small MERGE-layout catalogue with the deliberate defects; built once, copied per use."""
+    from musicvae.sample import build_sample
+
+    root = tmp_path_factory.mktemp("sample")
+    build_sample(root, tracks=24, seed=7, defects=True, progress=False)
+    return root
+
+
+@pytest.fixture
+def landing(sample_catalogue, tmp_path):
+    import shutil
+
+    target = tmp_path / "landing"
+    shutil.copytree(sample_catalogue, target)
+    return target

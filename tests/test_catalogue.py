@@ -1,0 +1,180 @@
+"""The MERGE layout reader, on real MERGE metadata and on every malformed input it must survive."""
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from musicvae.catalogue import Landing, genre_label, scan
+from musicvae.errors import CatalogueError
+from musicvae.lyrics import decode_lyrics
+
+from .conftest import SEED_CSV
+
+BIMODAL = "MERGE_Bimodal_Balanced"
+
+
+def _landing(root: Path, rows: list[dict], files: dict[str, bytes]) -> Landing:
+    folder = root / BIMODAL
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "merge_bimodal_balanced_metadata.csv", index=False)
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return Landing.open(str(root))
+
+
+def _scan(landing: Landing):
+    return scan(landing, sorted(rel for rel, _ in landing.files()))
+
+
+def _row(audio="A001", lyric="L051", quadrant="Q1", genres="Pop/Rock"):
+    return {
+        "Audio_Song": audio,
+        "Lyric_Song": lyric,
+        "Quadrant": quadrant,
+        "Artist": "Someone",
+        "Title": "Something",
+        "Genres": genres,
+    }
+
+
+def test_reads_the_real_merge_metadata_with_its_quirks(tmp_path):
+    if not SEED_CSV.exists():
+        pytest.skip("the real MERGE seed metadata is only available beside the project's CI")
+    folder = tmp_path / BIMODAL
+    folder.mkdir()
+    (folder / "merge_bimodal_balanced_metadata.csv").write_bytes(SEED_CSV.read_bytes())
+    real = pd.read_csv(SEED_CSV, dtype=str, keep_default_na=False)
+    first = real.iloc[0]
+    (folder / "audio" / first.Quadrant).mkdir(parents=True)
+    (folder / "audio" / first.Quadrant / f"{first.Audio_Song}.mp3").write_bytes(b"x")
+
+    [result] = _scan(Landing.open(str(tmp_path)))
+
+    # Every real id shape is accepted: no row is rejected for its id.
+    assert result.rejections == []
+    assert len(result.entries) == 2000
+    assert {e.quadrant for e in result.entries} == {"Q1", "Q2", "Q3", "Q4"}
+    labels = Counter(e.genre for e in result.entries)
+    # The research code's label counts (LAYOUT.md): 69 genres, 12 songs without one.
+    assert labels[None] == 12
+    assert len(labels) - 1 == 69
+    assert labels["Pop"] == 637 and labels["Country"] == 248 and labels["Electronic"] == 205
+    # The one file on disk is paired; every other row is flagged as missing its audio.
+    paired = [e for e in result.entries if e.audio_path]
+    assert [e.song_id for e in paired] == [first.Audio_Song]
+    assert all("audio file missing" in e.problems for e in result.entries if not e.audio_path)
+    # Titles with commas and quotes and mojibake artists survive the round trip untouched.
+    by_id = {e.song_id: e for e in result.entries}
+    for _, row in real.iterrows():
+        assert by_id[row.Audio_Song].metadata["Title"] == row.Title
+        assert by_id[row.Audio_Song].metadata["Artist"] == row.Artist
+
+
+@pytest.mark.parametrize(
+    ("genres", "label"),
+    [
+        ("Pop/Rock,Vocal", "Pop"),
+        ("Jazz,Vocal Jazz", "Jazz"),
+        ("R&B", "R&B"),
+        ("", None),
+        (" Comedy/Spoken ", "Comedy"),
+    ],
+)
+def test_genre_label_is_the_first_genre_cut_at_slash(genres, label):
+    assert genre_label(genres) == label
+
+
+def test_pairs_files_and_reports_every_bad_row_and_file(tmp_path):
+    rows = [
+        _row("A001", "L051"),
+        _row("A002", "L052", quadrant="Q2"),  # lyrics missing
+        _row("../../etc/passwd", "L053"),  # path traversal
+        _row("A0x4", "L054"),  # malformed id
+        _row("A001", "L099"),  # duplicate id
+    ]
+    files = {
+        "audio/Q1/A001.mp3": b"a",
+        "lyrics/Q1/L051.txt": b"l",
+        "audio/Q2/A002.mp3": b"a",
+        "audio/Q3/A777.mp3": b"a",  # no metadata row
+        "audio/Q1/.DS_Store": b"junk",  # OS litter: ignored
+        "notes.docx": b"?",  # outside the layout
+    }
+    [result] = _scan(_landing(tmp_path, rows, files))
+    entries = {e.song_id: e for e in result.entries}
+    assert set(entries) == {"A001", "A002"}
+    assert entries["A001"].audio_path == f"{BIMODAL}/audio/Q1/A001.mp3"
+    assert entries["A001"].lyrics_path == f"{BIMODAL}/lyrics/Q1/L051.txt"
+    assert entries["A001"].problems == []
+    assert entries["A002"].problems == ["lyrics file missing"]
+    reasons = {r.item: r.reason for r in result.rejections}
+    assert reasons["../../etc/passwd"].startswith("unsafe id")
+    assert reasons["A0x4"].startswith("malformed id")
+    assert reasons["A001"] == "duplicate metadata row for this id"
+    assert reasons[f"{BIMODAL}/audio/Q3/A777.mp3"] == "no metadata row for id 'A777'"
+    assert reasons[f"{BIMODAL}/notes.docx"] == "file outside the MERGE layout"
+    assert not any(".DS_Store" in item for item in reasons)
+
+
+def test_symlinks_are_never_followed(tmp_path):
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"secret")
+    landing = _landing(tmp_path / "land", [_row()], {"lyrics/Q1/L051.txt": b"l"})
+    (tmp_path / "land" / BIMODAL / "audio" / "Q1").mkdir(parents=True)
+    (tmp_path / "land" / BIMODAL / "audio" / "Q1" / "A001.mp3").symlink_to(outside)
+    [result] = _scan(landing)
+    assert result.entries[0].audio_path is None
+    assert landing.skipped_links == [f"{BIMODAL}/audio/Q1/A001.mp3"]
+    with pytest.raises(CatalogueError, match="outside the landing zone"):
+        landing.read("../outside.mp3")
+
+
+def test_missing_required_column_fails_the_batch(tmp_path):
+    rows = [{k: v for k, v in _row().items() if k != "Quadrant"}]
+    with pytest.raises(CatalogueError, match="Quadrant"):
+        _scan(_landing(tmp_path, rows, {}))
+
+
+def test_a_landing_zone_without_merge_folders_is_a_clear_error(tmp_path):
+    (tmp_path / "random.txt").write_text("hello")
+    with pytest.raises(CatalogueError, match="no MERGE subset folder"):
+        _scan(Landing.open(str(tmp_path)))
+    with pytest.raises(CatalogueError, match="not a folder"):
+        Landing.open(str(tmp_path / "nope"))
+
+
+def test_audio_only_and_lyrics_only_subsets(tmp_path):
+    for folder, suffix in (("MERGE_Audio_Complete", ".mp3"), ("MERGE_Lyrics_Balanced", ".txt")):
+        subset = folder.removeprefix("MERGE_").lower()
+        (tmp_path / folder / "Q3").mkdir(parents=True)
+        song = "A010" if suffix == ".mp3" else "L010"
+        pd.DataFrame([{"Song": song, "Quadrant": "Q3", "Genres": "Blues"}]).to_csv(
+            tmp_path / folder / f"merge_{subset}_metadata.csv", index=False
+        )
+        (tmp_path / folder / "Q3" / f"{song}{suffix}").write_bytes(b"x")
+    results = {s.subset: s for s in _scan(Landing.open(str(tmp_path)))}
+    audio = results["audio_complete"].entries[0]
+    lyrics = results["lyrics_balanced"].entries[0]
+    assert (audio.audio_path, audio.lyrics_path, audio.track_id) == (
+        "MERGE_Audio_Complete/Q3/A010.mp3",
+        None,
+        "audio_complete/A010",
+    )
+    assert (lyrics.lyrics_path, lyrics.audio_path) == ("MERGE_Lyrics_Balanced/Q3/L010.txt", None)
+
+
+@pytest.mark.parametrize(
+    ("data", "text", "encoding", "fallback"),
+    [
+        ("café".encode(), "café", "utf-8", False),
+        (b"\xef\xbb\xbfhello", "hello", "utf-8-sig", False),
+        ("coração".encode("latin-1"), "coração", "cp1252", True),
+    ],
+)
+def test_lyrics_decoding_records_the_fallback(data, text, encoding, fallback):
+    decoded = decode_lyrics(data)
+    assert (decoded.text, decoded.encoding, decoded.fallback) == (text, encoding, fallback)

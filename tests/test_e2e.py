@@ -1,0 +1,120 @@
+"""End to end: all four DAGs run through a real Airflow scheduler on a small sample catalogue."""
+
+import pytest
+import sqlalchemy as sa
+
+from musicvae import db
+from musicvae.airflow_client import AirflowClient, utcnow
+from musicvae.demo import run_pipeline
+from musicvae.sample import build_sample
+from musicvae.stack import AIRFLOW_USER, Stack
+from musicvae.storage import ObjectStore
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("e2e-stack"))
+    stack.up()
+    try:
+        build_sample(stack.landing, tracks=24, seed=3, defects=True, progress=False)
+        client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
+        runs = run_pipeline(client, {"epochs": 2, "n_clusters": 4, "seed": 1}, timeout=900)
+        yield stack, client, runs
+    finally:
+        stack.down()
+
+
+def _query(stack, sql):
+    with db.engine(stack.database_url()).connect() as conn:
+        return conn.execute(sa.text(sql)).all()
+
+
+def test_the_asset_chain_ran_every_dag(pipeline):
+    _, _, runs = pipeline
+    assert set(runs.runs) == {
+        "merge_ingest",
+        "merge_validate",
+        "musicvae_retrain",
+        "catalogue_recluster",
+    }
+    assert runs.runs["merge_validate"].startswith("asset_triggered__")
+    assert runs.runs["catalogue_recluster"].startswith("asset_triggered__")
+
+
+def test_every_valid_track_has_exactly_one_current_assignment(pipeline):
+    stack, _, _ = pipeline
+    counts = _query(
+        stack,
+        """
+        SELECT t.track_id, count(a.track_id) FROM tracks t
+        LEFT JOIN current_cluster_assignments a USING (track_id)
+        WHERE t.status = 'valid' GROUP BY t.track_id""",
+    )
+    assert len(counts) == 25  # 24 good tracks + the one with Latin-1 lyrics
+    assert {n for _, n in counts} == {1}
+
+
+def test_quarantined_tracks_have_no_assignment(pipeline):
+    stack, _, _ = pipeline
+    quarantined = _query(
+        stack, "SELECT track_id, status_reason FROM tracks WHERE status = 'quarantined'"
+    )
+    assert len(quarantined) == 3 and all(reason for _, reason in quarantined)
+    leaked = _query(
+        stack,
+        """
+        SELECT a.track_id FROM cluster_assignments a JOIN tracks t USING (track_id)
+        WHERE t.status <> 'valid'""",
+    )
+    assert leaked == []
+
+
+def test_the_model_version_records_the_form_parameters_and_lineage(pipeline):
+    stack, _, runs = pipeline
+    [(params, n_tracks, dag_run, snapshot, code)] = _query(
+        stack, "SELECT params, n_tracks, dag_run_id, snapshot_id, code_version FROM model_versions"
+    )
+    assert (params["epochs"], params["n_clusters"], params["seed"]) == (2, 4, 1)
+    assert n_tracks == 25 and dag_run == runs.runs["musicvae_retrain"]
+    assert snapshot and code
+    sizes = _query(stack, "SELECT count(*) FROM clusters")
+    assert sizes == [(4,)]
+    dims = _query(stack, "SELECT DISTINCT vector_dims(embedding) FROM track_embeddings")
+    assert dims == [(params["latent_dim"],)]
+
+
+def test_a_second_ingest_run_changes_nothing(pipeline):
+    stack, client, _ = pipeline
+    store = ObjectStore(stack.settings())
+
+    def state():
+        return (
+            _query(stack, "SELECT track_id, status, updated_at FROM tracks ORDER BY 1"),
+            _query(stack, "SELECT * FROM ingest_runs ORDER BY 1"),
+            _query(stack, "SELECT count(*) FROM data_quality_runs"),
+            sorted(store.list_keys("raw/")),
+        )
+
+    before = state()
+    since = utcnow()
+    run_id = client.trigger("merge_ingest")
+    client.wait("merge_ingest", run_id, timeout=300)
+    assert client.task_states("merge_ingest", run_id) == {"ingest": "skipped"}
+    assert client.triggered_runs("merge_ingest", since, run_id) == []
+    assert state() == before
+
+
+def test_rerunning_a_recluster_run_replaces_only_its_own_rows(pipeline):
+    from musicvae.recluster import run_recluster
+
+    stack, _, runs = pipeline
+    run_id = runs.runs["catalogue_recluster"]
+
+    def rows():
+        return _query(stack, "SELECT run_id, count(*) FROM cluster_assignments GROUP BY 1")
+
+    before = rows()
+    run_recluster(stack.settings(), run_id)
+    assert rows() == before

@@ -1,0 +1,143 @@
+"""Ingest and validation against the real PostgreSQL and S3 servers, on a catalogue with defects."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from musicvae import db
+from musicvae.ingest import run_ingest
+from musicvae.storage import ObjectStore
+from musicvae.validate import run_validation
+
+BIMODAL = "MERGE_Bimodal_Balanced"
+
+
+def _rows(settings, sql: str, **params):
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def _status(settings) -> dict[str, tuple[str, str | None]]:
+    return {
+        r.track_id: (r.status, r.status_reason)
+        for r in _rows(settings, "SELECT track_id, status, status_reason FROM tracks")
+    }
+
+
+def _snapshot(settings) -> tuple:
+    """Everything an ingest rerun could touch: rows, their timestamps, and stored objects."""
+    store = ObjectStore(settings)
+    return (
+        _rows(settings, "SELECT track_id, updated_at, status FROM tracks ORDER BY 1"),
+        _rows(settings, "SELECT * FROM ingest_runs ORDER BY 1"),
+        _rows(settings, "SELECT * FROM ingest_rejections ORDER BY 2, 3"),
+        _rows(settings, "SELECT * FROM landing_files ORDER BY 1"),
+        sorted(store.list_keys("")),
+    )
+
+
+def test_ingest_quarantines_or_rejects_each_bad_input_and_keeps_the_rest(settings, landing):
+    result = run_ingest(settings, "ingest-1", str(landing))
+
+    status = _status(settings)
+    good = {t: s for t, s in status.items() if s[0] == "new"}
+    assert result.tracks_new == len(status) == 24 + 4  # 24 good rows + 4 defect rows with an id
+    assert len(good) == 24 + 2  # random bytes and Latin-1 lyrics only show at validation
+    quarantined = {t: why for t, (s, why) in status.items() if s == "quarantined"}
+    assert sorted(quarantined.values()) == [
+        "audio file is empty (0 bytes)",
+        "audio file missing; lyrics file missing",
+    ]
+    rejections = {
+        r.item: r.reason for r in _rows(settings, "SELECT item, reason FROM ingest_rejections")
+    }
+    assert rejections["../../etc/passwd"].startswith("unsafe id")
+    orphans = [item for item, why in rejections.items() if why.startswith("no metadata row")]
+    assert len(orphans) == 2  # the audio and the lyrics file of the pair without a row
+    # Every good track's files sit in object storage under content-addressed keys.
+    store = ObjectStore(settings)
+    keys = _rows(
+        settings, "SELECT audio_key, audio_sha256, lyrics_key FROM tracks WHERE status = 'new'"
+    )
+    for audio_key, sha, lyrics_key in keys:
+        assert audio_key.endswith(f"{sha}.mp3") and store.exists(audio_key)
+        assert store.exists(lyrics_key)
+
+
+def test_an_unchanged_rerun_uploads_and_writes_nothing(settings, landing):
+    first = run_ingest(settings, "ingest-1", str(landing))
+    assert first.changed and first.files_uploaded > 0
+    before = _snapshot(settings)
+
+    again = run_ingest(settings, "ingest-2", str(landing))
+
+    assert not again.changed
+    assert (again.files_uploaded, again.tracks_new, again.tracks_changed) == (0, 0, 0)
+    assert again.tracks_unchanged == first.tracks_new
+    assert _snapshot(settings) == before
+
+
+def test_a_changed_file_is_ingested_again_and_revalidated(settings, landing):
+    run_ingest(settings, "ingest-1", str(landing))
+    run_validation(settings, "validate-1")
+    victim = _rows(
+        settings,
+        "SELECT track_id, audio_sha256, audio_song, quadrant FROM tracks "
+        "WHERE status = 'valid' ORDER BY track_id LIMIT 1",
+    )[0]
+    other = next((landing / BIMODAL / "audio").glob("Q*/*.mp3"))
+    target = landing / BIMODAL / "audio" / victim.quadrant / f"{victim.audio_song}.mp3"
+    if other == target:
+        other = sorted((landing / BIMODAL / "audio").glob("Q*/*.mp3"))[1]
+    target.write_bytes(other.read_bytes())
+
+    result = run_ingest(settings, "ingest-2", str(landing))
+
+    assert (result.tracks_changed, result.tracks_new) == (1, 0)
+    status, sha = _rows(
+        settings, "SELECT status, audio_sha256 FROM tracks WHERE track_id = :t", t=victim.track_id
+    )[0]
+    assert status == "new" and sha != victim.audio_sha256
+    # Validation looks only at the changed track.
+    assert run_validation(settings, "validate-2").tracks_checked == 1
+
+
+def test_validation_quarantines_bad_content_with_reasons_and_publishes_a_report(settings, landing):
+    run_ingest(settings, "ingest-1", str(landing))
+
+    result = run_validation(settings, "validate-1")
+
+    assert result.tracks_checked == 26
+    assert result.tracks_valid == 25  # the Latin-1 lyrics are decoded, with a warning
+    status = _status(settings)
+    undecodable = [why for s, why in status.values() if why and "cannot be decoded" in why]
+    assert len(undecodable) == 1 and status_count(status, "new") == 0
+    warnings = _rows(
+        settings, "SELECT check_name, detail FROM track_issues WHERE severity = 'warning'"
+    )
+    assert ("lyrics_utf8", "lyrics are not UTF-8; decoded as cp1252") in warnings
+    profile = _rows(settings, "SELECT profile FROM track_profiles LIMIT 1")[0][0]
+    assert profile["sample_rate"] == 22050 and 29 < profile["duration_s"] < 31
+    run = _rows(settings, "SELECT tracks_checked, tracks_valid, report_key FROM data_quality_runs")[
+        0
+    ]
+    assert run[:2] == (26, 25)
+    report = ObjectStore(settings).get_bytes(run.report_key).decode()
+    assert "26 tracks checked" in report and "cannot be decoded" in report
+    # Nothing new: a second validation does no work and writes nothing.
+    assert run_validation(settings, "validate-2").tracks_checked == 0
+    assert len(_rows(settings, "SELECT * FROM data_quality_runs")) == 1
+
+
+def status_count(status: dict, which: str) -> int:
+    return sum(s == which for s, _ in status.values())
+
+
+def test_an_s3_landing_zone_works_like_a_folder(settings, landing: Path):
+    store = ObjectStore(settings)
+    for path in landing.rglob("*"):
+        if path.is_file():
+            store.put_file(f"landing/{path.relative_to(landing).as_posix()}", path)
+    from_s3 = run_ingest(settings, "ingest-s3", f"s3://{settings.bucket}/landing")
+    assert from_s3.tracks_new == 28 and from_s3.rejected == 3
+    assert not run_ingest(settings, "ingest-s3-2", f"s3://{settings.bucket}/landing").changed
