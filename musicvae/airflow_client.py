@@ -97,6 +97,9 @@ class AirflowClient:
             )
         return run
 
+    def _has_consumers(self, asset_id: int) -> bool:
+        return bool(self._call("GET", f"/assets/{asset_id}")["scheduled_dags"])
+
     def runs_since(self, dag_id: str, since: str) -> list[str]:
         """Run ids of a DAG's runs created since an ISO time (scheduled slots included)."""
         runs = self._call(
@@ -123,7 +126,9 @@ class AirflowClient:
         while True:
             events = self._call("GET", "/assets/events", params=params)["asset_events"]
             created = [(r["dag_id"], r["run_id"]) for e in events for r in e["created_dagruns"]]
-            waiting = any(not e["created_dagruns"] for e in events)
+            waiting = any(
+                not e["created_dagruns"] and self._has_consumers(e["asset_id"]) for e in events
+            )
             if not waiting or time.monotonic() > deadline:
                 return sorted(set(created))
             time.sleep(2)

@@ -126,7 +126,7 @@ def summary(stack: Stack, runs: PipelineRuns) -> str:
     lines.append("Clusters (latest run):")
     lines += [
         f"  {c.cluster_id:>3}  {c.size:>4} tracks  {c.label:<28} "
-        + ", ".join(f"{g} {n}" for g, n in c.top_genres.items())
+        + ", ".join(f"{g} {n}" for g, n in sorted(c.top_genres.items(), key=lambda kv: -kv[1]))
         for c in clusters
     ]
     psql_url = stack.database_url(driver="postgresql")

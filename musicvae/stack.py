@@ -331,12 +331,14 @@ class Stack:
         from musicvae.storage import ObjectStore
 
         store = ObjectStore(settings)
-        _wait(
-            lambda: store.client.bucket_exists("probe") is not None,
-            "S3 server",
-            60,
-            self.root / "logs" / "s3.log",
-        )
+
+        def ready() -> bool:
+            # TCP first: the S3 client would log a retry warning for every refused connection.
+            with socket.create_connection(("127.0.0.1", self.state.ports["s3"]), timeout=1):
+                pass
+            return store.client.bucket_exists("probe") is not None
+
+        _wait(ready, "S3 server", 60, self.root / "logs" / "s3.log")
 
     # -- Airflow ---------------------------------------------------------------------------
 
@@ -380,7 +382,7 @@ class Stack:
         env = self.airflow_env()
         airflow = str(self.bin / "airflow")
         if not self._running("airflow-scheduler"):
-            log.info("migrating Airflow's metadata database (first start takes about a minute)")
+            log.info("migrating Airflow's metadata database")
             result = subprocess.run(
                 [airflow, "db", "migrate"], env=env, capture_output=True, text=True
             )
