@@ -38,6 +38,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from musicvae.catalogue import genre_label
+
 logger = logging.getLogger("musicvae.sample")
 
 ROOT_NAME = "MERGE_Bimodal_Balanced"
@@ -184,17 +186,6 @@ _SIBLINGS = {
     "Blues": "Jazz",
     "Jazz": "Blues",
 }
-
-
-def genre_label(genres_field: object) -> str | None:
-    """The research code's label: first comma-separated genre, cut at '/', stripped.
-
-    ``"Pop/Rock,Vocal" -> "Pop"``; empty, missing or NaN -> None.
-    """
-    if not isinstance(genres_field, str):
-        return None
-    label = genres_field.split(",")[0].split("/")[0].strip()
-    return label or None
 
 
 _PRIMARY = {genre_label(name): name for name, _, _ in GENRE_TABLE}

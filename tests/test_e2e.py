@@ -1,6 +1,7 @@
 """End to end: all four DAGs run through a real Airflow scheduler on a small sample catalogue."""
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from musicvae import db
@@ -118,3 +119,19 @@ def test_rerunning_a_recluster_run_replaces_only_its_own_rows(pipeline):
     before = rows()
     run_recluster(stack.settings(), run_id)
     assert rows() == before
+
+
+def test_the_ui_serves_the_latest_data_quality_report_behind_its_login(pipeline):
+    stack, client, runs = pipeline
+    url = f"{stack.api_url}/musicvae/data-quality/latest"
+    assert requests.get(url, timeout=30).status_code == 401
+    report = client.session.get(url, timeout=30)
+    assert report.status_code == 200
+    assert runs.runs["merge_validate"] in report.text and "25 valid" in report.text
+    index = client.session.get(f"{stack.api_url}/musicvae/data-quality/", timeout=30)
+    assert "Latest report" in index.text
+    plugins = client._call("GET", "/plugins")["plugins"]
+    views = [v for p in plugins for v in p["external_views"]]
+    assert {"name": "Data quality", "href": "musicvae/data-quality/latest"}.items() <= views[
+        0
+    ].items()

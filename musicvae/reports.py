@@ -1,0 +1,70 @@
+"""Finding the data-quality reports that merge_validate publishes to object storage."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from musicvae import db
+from musicvae.config import Settings
+from musicvae.storage import ObjectStore
+
+
+class ReportNotFoundError(LookupError):
+    """No validation run has published a report (yet, or under that run id)."""
+
+
+@dataclass(frozen=True)
+class QualityRun:
+    run_id: str
+    started_at: datetime
+    tracks_checked: int
+    tracks_valid: int
+    tracks_quarantined: int
+    report_key: str
+
+
+def quality_runs(settings: Settings, limit: int = 50) -> list[QualityRun]:
+    with db.engine(settings.database_url).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT run_id, started_at, tracks_checked, tracks_valid, tracks_quarantined, "
+                "report_key FROM data_quality_runs WHERE report_key IS NOT NULL "
+                "ORDER BY started_at DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    return [QualityRun(*r) for r in rows]
+
+
+def report_html(settings: Settings, run_id: str | None = None) -> str:
+    """The report of one run, or of the latest run when run_id is None."""
+    runs = quality_runs(settings, limit=1 if run_id is None else 500)
+    match = [r for r in runs if run_id is None or r.run_id == run_id]
+    if not match:
+        raise ReportNotFoundError(
+            f"no data-quality report for run {run_id!r}"
+            if run_id
+            else "no data-quality report yet: merge_validate publishes one per run"
+        )
+    return ObjectStore(settings).get_bytes(match[0].report_key).decode()
+
+
+def index_html(settings: Settings) -> str:
+    rows = "".join(
+        f"<tr><td><a href='runs/{quote(r.run_id, safe='')}'>{html.escape(r.run_id)}</a></td>"
+        f"<td>{r.started_at:%Y-%m-%d %H:%M}</td><td>{r.tracks_checked}</td>"
+        f"<td>{r.tracks_valid}</td><td>{r.tracks_quarantined}</td></tr>"
+        for r in quality_runs(settings)
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>Data quality</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px}</style>"
+        "<h1>Data-quality runs</h1><p><a href='latest'>Latest report</a></p>"
+        "<table><tr><th>run</th><th>started</th><th>checked</th><th>valid</th>"
+        f"<th>quarantined</th></tr>{rows}</table>"
+    )

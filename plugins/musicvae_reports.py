@@ -1,0 +1,63 @@
+"""Puts musicvae's data-quality reports in the Airflow UI, behind the UI's own login.
+
+The reports live in object storage; this FastAPI app, mounted in the api-server at /musicvae,
+serves them to logged-in users, and a navigation entry opens the latest one inside the UI.
+"""
+
+from airflow.api_fastapi.core_api.security import get_user
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+app = FastAPI(title="musicvae reports", dependencies=[Depends(get_user)])
+
+
+def _settings():
+    from musicvae.config import Settings
+
+    return Settings.from_env()
+
+
+async def _render(render, *args) -> HTMLResponse:
+    from musicvae.reports import ReportNotFoundError
+
+    try:
+        return HTMLResponse(await run_in_threadpool(render, _settings(), *args))
+    except ReportNotFoundError as e:
+        raise HTTPException(status_code=404, detail=str(e)) from e
+
+
+@app.get("/data-quality/", response_class=HTMLResponse)
+async def data_quality_index():
+    from musicvae.reports import index_html
+
+    return await _render(index_html)
+
+
+@app.get("/data-quality/latest", response_class=HTMLResponse)
+async def latest_report():
+    from musicvae.reports import report_html
+
+    return await _render(report_html)
+
+
+@app.get("/data-quality/runs/{run_id}", response_class=HTMLResponse)
+async def run_report(run_id: str):
+    from musicvae.reports import report_html
+
+    return await _render(report_html, run_id)
+
+
+class MusicvaeReportsPlugin(AirflowPlugin):
+    name = "musicvae_reports"
+    fastapi_apps = [{"app": app, "url_prefix": "/musicvae", "name": "musicvae reports"}]
+    external_views = [
+        {
+            "name": "Data quality",
+            "href": "musicvae/data-quality/latest",
+            "url_route": "data-quality",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]
