@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) --version >/dev/null 2>&1 || { echo "musicvae needs Python 3.11 ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[local,dev]'
+	$(PY) -m pip install --quiet -e '.[local,dev,bench]'
 	touch $@
 
 demo: install

@@ -1,4 +1,4 @@
-"""Retrains the hybrid beta-VAE on a snapshot of the valid catalogue and registers it."""
+"""Retrains the hybrid beta-VAE on a snapshot of the valid catalogue; promotes it if not worse."""
 
 from airflow.sdk import Param, dag, task
 
@@ -51,6 +51,14 @@ from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, TRAINING_QUEUE, cron, 
             maximum=200,
             description="Number of KMeans clusters for the catalogue.",
         ),
+        "promotion_margin": Param(
+            0.01,
+            type="number",
+            minimum=0.0,
+            maximum=1.0,
+            description="The new model replaces the champion unless its held-out genre NMI is "
+            "lower than the champion's by more than this.",
+        ),
         "vocab_size": Param(
             512,
             type="integer",
@@ -93,14 +101,34 @@ def musicvae_retrain():
             raise AirflowSkipException("this snapshot and these parameters are already registered")
         return candidate
 
-    @task(outlets=[MODEL_CHAMPION])
+    @task
     def register(candidate: dict, run_id=None) -> int:
         from musicvae.retrain import register as register_model
 
         return register_model(settings(), candidate, run_id)
 
+    @task
+    def evaluate(version: int) -> int:
+        from musicvae.model_report import report
+
+        summary = report(settings(), version)
+        print(f"evaluation report: /musicvae/models/{version}/ ({summary['evaluation_prefix']})")
+        return version
+
+    @task(outlets=[MODEL_CHAMPION])
+    def promote(version: int, params=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from musicvae.promotion import decide
+
+        decision = decide(settings(), version, params["promotion_margin"])
+        if not decision["promoted"]:
+            # No asset event: the catalogue stays clustered with the champion.
+            raise AirflowSkipException(decision["reason"])
+        return decision
+
     snap = snapshot()
-    register(train(snap, features(snap)))
+    promote(evaluate(register(train(snap, features(snap)))))
 
 
 musicvae_retrain()

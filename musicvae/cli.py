@@ -81,6 +81,19 @@ def cmd_stage(args) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def cmd_evaluate(args) -> None:
+    """Recompute the evaluation report of a model version (default: the champion)."""
+    from musicvae import db, registry
+    from musicvae.model_report import report
+
+    settings = _settings()
+    version = args.version
+    if version is None:
+        with db.engine(settings.database_url).connect() as conn:
+            version = registry.champion(conn).version
+    print(json.dumps(report(settings, version), indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="musicvae", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("storage", help="object storage")
     st.add_argument("action", choices=["init"])
     st.set_defaults(func=cmd_storage)
+
+    e = sub.add_parser("evaluate", help="the research table and plots for a model version")
+    e.add_argument("--version", type=int, default=None, help="default: the champion")
+    e.set_defaults(func=cmd_evaluate)
 
     for stage in ("ingest", "validate", "recluster"):
         q = sub.add_parser(stage, help=f"run the {stage} stage here, without Airflow")

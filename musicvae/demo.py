@@ -93,7 +93,7 @@ def summary(stack: Stack, runs: PipelineRuns) -> str:
         ).all()
         model = conn.execute(
             sa.text(
-                "SELECT version, n_tracks, params, metrics FROM model_versions "
+                "SELECT version, n_tracks, params, metrics, promotion FROM model_versions "
                 "ORDER BY version DESC LIMIT 1"
             )
         ).first()
@@ -123,6 +123,18 @@ def summary(stack: Stack, runs: PipelineRuns) -> str:
             f"{m.get('best_val_loss')}; KMeans vs genre NMI {m.get('genre_nmi')} "
             f"ARI {m.get('genre_ari')} purity {m.get('genre_purity')}"
         )
+        if model.promotion:
+            lines.append(f"  promotion: {model.promotion['reason']}")
+        evaluation = m.get("evaluation", {})
+        if evaluation:
+            lines.append(
+                "  research table (genre, + KMeans, NMI mean over 3 seeds): "
+                + ", ".join(
+                    f"{rep} {evaluation.get(f'genre/{rep}/kmeans/nmi')}"
+                    for rep in ("spectral", "PCA", "plain AE", "hybrid VAE")
+                )
+            )
+            lines.append(f"  evaluation report: {stack.api_url}/musicvae/models/{model.version}/")
     lines.append("Clusters (latest run):")
     lines += [
         f"  {c.cluster_id:>3}  {c.size:>4} tracks  {c.label:<28} "

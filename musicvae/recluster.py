@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from musicvae import db, registry
 from musicvae.clustering import Clustering, agreement, describe, kmeans
 from musicvae.config import Settings
-from musicvae.featurestore import ensure_mels
-from musicvae.retrain import SNAPSHOT_COLUMNS, training_data
+from musicvae.embedding import embed_tracks
+from musicvae.retrain import SNAPSHOT_COLUMNS
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.recluster")
@@ -53,7 +53,7 @@ def run_recluster(
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
-        mv = registry.get(conn, model_version) if model_version else registry.newest(conn)
+        mv = registry.get(conn, model_version) if model_version else registry.champion(conn)
         tracks = [
             dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
             for r in conn.execute(
@@ -63,11 +63,7 @@ def run_recluster(
                 )
             )
         ]
-    loaded = registry.load(store, mv)
-    ensure_mels(
-        store, [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]], loaded.mel
-    )
-    embeddings = loaded.model.embed(training_data(store, tracks, loaded.mel, loaded.vectorizer))
+    embeddings = embed_tracks(store, registry.load(store, mv), tracks)
     params = mv.params
     clustering = kmeans(embeddings, params.get("n_clusters", 8), params.get("seed", 0))
     genres = [t["genre"] for t in tracks]

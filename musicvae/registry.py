@@ -116,16 +116,38 @@ def register(
     ).scalar_one()
 
 
-def newest(conn) -> ModelVersion:
-    row = conn.execute(
-        sa.text(
-            "SELECT version, snapshot_id, params, artifact_prefix, metrics, code_version "
-            "FROM model_versions ORDER BY version DESC LIMIT 1"
+CHAMPION = "champion"
+
+
+def champion(conn, required: bool = True) -> ModelVersion | None:
+    """The model version the catalogue is clustered with."""
+    version = conn.execute(
+        sa.text("SELECT version FROM model_aliases WHERE alias = :a"), {"a": CHAMPION}
+    ).scalar()
+    if version is None:
+        if required:
+            raise ModelNotFoundError(
+                "no champion model yet: trigger musicvae_retrain; its first model becomes champion"
+            )
+        return None
+    return get(conn, version)
+
+
+def record_promotion(conn, version: int, decision: dict) -> None:
+    """Store the decision on the version; move the champion alias when it was promoted."""
+    conn.execute(
+        sa.text("UPDATE model_versions SET promotion = CAST(:d AS jsonb) WHERE version = :v"),
+        {"d": json.dumps(decision), "v": version},
+    )
+    if decision["promoted"]:
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_aliases (alias, version, reason) VALUES (:a, :v, :r) "
+                "ON CONFLICT (alias) DO UPDATE SET version = EXCLUDED.version, "
+                "reason = EXCLUDED.reason, updated_at = now()"
+            ),
+            {"a": CHAMPION, "v": version, "r": decision["reason"]},
         )
-    ).first()
-    if row is None:
-        raise ModelNotFoundError("no model version registered yet: trigger musicvae_retrain first")
-    return ModelVersion(*row)
 
 
 def get(conn, version: int) -> ModelVersion:

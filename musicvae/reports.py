@@ -1,8 +1,11 @@
-"""Finding the data-quality reports that merge_validate publishes to object storage."""
+"""The reports users open from the Airflow UI: data quality per validation run, evaluation per
+model version. Both live in object storage; this module finds and assembles them."""
 
 from __future__ import annotations
 
 import html
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -67,4 +70,63 @@ def index_html(settings: Settings) -> str:
         "<h1>Data-quality runs</h1><p><a href='latest'>Latest report</a></p>"
         "<table><tr><th>run</th><th>started</th><th>checked</th><th>valid</th>"
         f"<th>quarantined</th></tr>{rows}</table>"
+    )
+
+
+EVALUATION_FILE = re.compile(r"^[a-z_]+\.(png|txt|json)$")
+
+
+def _model(settings: Settings, version: int):
+    from musicvae import registry
+    from musicvae.errors import ModelNotFoundError
+
+    with db.engine(settings.database_url).connect() as conn:
+        try:
+            mv = registry.get(conn, version)
+            promotion, prefix = conn.execute(
+                sa.text(
+                    "SELECT promotion, evaluation_prefix FROM model_versions WHERE version = :v"
+                ),
+                {"v": version},
+            ).one()
+        except ModelNotFoundError as e:
+            raise ReportNotFoundError(str(e)) from e
+    if prefix is None:
+        raise ReportNotFoundError(f"model version {version} has no evaluation report yet")
+    return mv, promotion, prefix
+
+
+def model_file(settings: Settings, version: int, name: str) -> bytes:
+    """One file of a version's evaluation report (a plot, the table, the JSON results)."""
+    if not EVALUATION_FILE.match(name):
+        raise ReportNotFoundError(f"{name!r} is not an evaluation report file")
+    _, _, prefix = _model(settings, version)
+    try:
+        return ObjectStore(settings).get_bytes(f"{prefix}/{name}")
+    except Exception as e:  # noqa: BLE001 - a missing object is a 404 whatever the S3 error code
+        raise ReportNotFoundError(f"no {name} for model version {version}") from e
+
+
+def model_html(settings: Settings, version: int) -> str:
+    mv, promotion, _ = _model(settings, version)
+    table = html.escape(model_file(settings, version, "results.txt").decode())
+    images = "".join(
+        f"<h2>{title}</h2><img src='files/{name}' style='max-width:100%'>"
+        for title, name in (
+            ("Latent space", "latent_map.png"),
+            ("Genres vs clusters", "contingency.png"),
+            ("Results (genre)", "results_genre.png"),
+            ("Results (quadrant)", "results_quadrant.png"),
+            ("Training", "training.png"),
+            ("Reconstructions", "reconstructions.png"),
+        )
+    )
+    decision = html.escape((promotion or {}).get("reason", "not decided yet"))
+    return (
+        f"<!doctype html><meta charset=utf-8><title>Model v{mv.version}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}</style>"
+        f"<h1>Model version {mv.version}</h1><p>snapshot {html.escape(mv.snapshot_id)}, "
+        f"code {html.escape(mv.code_version)}, parameters "
+        f"{html.escape(json.dumps(mv.params))}</p><p>Promotion: {decision}</p>"
+        f"<pre>{table}</pre>{images}"
     )

@@ -7,6 +7,7 @@ the same snapshot with the same parameters and code finds the registered version
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -160,7 +161,7 @@ def train(
     settings: Settings, snapshot_id: str, params: RetrainParams, mel: MelConfig = MEL
 ) -> dict | None:
     """Train on the snapshot and store the artifacts; None when this model is already registered."""
-    from musicvae.train import fit
+    from musicvae.train import fit, split_rows
 
     eng = db.engine(settings.database_url)
     with eng.connect() as conn:
@@ -174,16 +175,20 @@ def train(
         return None
     store = ObjectStore(settings)
     tracks = load_snapshot(store, snapshot_id)
-    vectorizer = LyricsVectorizer(vocab_size=params.vocab_size).fit(lyrics_texts(store, tracks))
+    config = params.train_config()
+    train_rows, val_rows = split_rows(len(tracks), config.val_fraction, config.seed)
+    texts = lyrics_texts(store, tracks)
+    # The vocabulary, like the mel normalisation inside fit(), sees the training rows only.
+    vectorizer = LyricsVectorizer(vocab_size=params.vocab_size).fit([texts[i] for i in train_rows])
     data = training_data(store, tracks, mel, vectorizer)
-    trained = fit(data, params.train_config())
+    prefix = candidate_prefix(snapshot_id, params)
+    trained = fit(data, config, **checkpointing(store, f"{prefix}/checkpoint.pt"))
     metrics = evaluate(trained.embed(data), tracks, params)
     metrics.update(
         best_val_loss=round(float(trained.best_val_loss), 5),
         epochs_run=len(trained.history),
         samples_per_s=round(float(np.mean([h["samples_per_s"] for h in trained.history])), 1),
     )
-    prefix = candidate_prefix(snapshot_id, params)
     registry.save_artifacts(
         store,
         prefix,
@@ -196,8 +201,10 @@ def train(
             "code_version": registry.code_version(),
             "metrics": metrics,
             "history": trained.history,
+            "validation_tracks": [tracks[i]["track_id"] for i in val_rows],
         },
     )
+    store.remove(f"{prefix}/checkpoint.pt")
     log.info("trained on %d tracks: %s", len(tracks), metrics)
     return {
         "snapshot_id": snapshot_id,
@@ -206,6 +213,28 @@ def train(
         "metrics": metrics,
         "params": asdict(params),
     }
+
+
+def checkpointing(store: ObjectStore, key: str) -> dict:
+    """fit() keyword arguments that save a checkpoint every epoch and resume from the last one.
+
+    A training task killed mid-run (worker lost, OOM, preemption) is retried by Airflow; the
+    retry finds the checkpoint under the same content-derived key and continues from there.
+    """
+    import torch
+
+    def save(epoch: int, checkpoint: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        store.put_bytes(key, buf.getvalue())
+
+    resume = None
+    if store.exists(key):
+        resume = torch.load(
+            io.BytesIO(store.get_bytes(key)), map_location="cpu", weights_only=False
+        )
+        log.info("found checkpoint %s: resuming training", key)
+    return {"on_epoch": save, "resume": resume}
 
 
 def evaluate(embeddings: np.ndarray, tracks: list[dict], params: RetrainParams) -> dict:

@@ -81,6 +81,9 @@ class ObjectStore:
     def get_json(self, key: str):
         return json.loads(self.get_bytes(key))
 
+    def remove(self, key: str) -> None:
+        self.client.remove_object(self.bucket, key)
+
     def list_keys(self, prefix: str) -> Iterator[str]:
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
             yield obj.object_name

@@ -120,6 +120,11 @@ def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, validation) rows `fit` uses for this seed: fit features on train rows only."""
+    return _split(n, val_fraction, np.random.default_rng(seed))
+
+
 def _drop_modalities(has_a: np.ndarray, has_l: np.ndarray, p: float, rng: np.random.Generator):
     """Hide one modality of some two-modality samples from the encoder (reconstruction still
     targets both), so each expert learns to place a track on its own."""
@@ -167,6 +172,15 @@ class TrainedModel:
         if not out:
             return np.zeros((0, self.config.latent_dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
+
+    def reconstruct(self, data: TrainingData, rows) -> np.ndarray:
+        """Audio reconstructions of `rows`, on the log-mel scale of the input: [k, n_mels, T]."""
+        self.model.eval()
+        rows = np.asarray(rows)
+        with torch.inference_mode(), _autocast(self.device):
+            batch = _batch(data, rows, self.device, self.audio_mean, self.audio_std)
+            recon = self.model(*batch).audio_recon.float().cpu().numpy()
+        return recon.reshape(len(rows), *data.audio.shape[1:]) * self.audio_std + self.audio_mean
 
     def state(self) -> dict:
         return {

@@ -1,4 +1,5 @@
-"""Puts musicvae's data-quality reports in the Airflow UI, behind the UI's own login.
+"""Puts musicvae's reports in the Airflow UI, behind the UI's own login: data quality per
+validation run, and the evaluation (research table, plots) of each model version.
 
 The reports live in object storage; this FastAPI app, mounted in the api-server at /musicvae,
 serves them to logged-in users, and a navigation entry opens the latest one inside the UI.
@@ -7,7 +8,7 @@ serves them to logged-in users, and a navigation entry opens the latest one insi
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 app = FastAPI(title="musicvae reports", dependencies=[Depends(get_user)])
@@ -47,6 +48,25 @@ async def run_report(run_id: str):
     from musicvae.reports import report_html
 
     return await _render(report_html, run_id)
+
+
+@app.get("/models/{version}/", response_class=HTMLResponse)
+async def model_report(version: int):
+    from musicvae.reports import model_html
+
+    return await _render(model_html, version)
+
+
+@app.get("/models/{version}/files/{name}")
+async def model_report_file(version: int, name: str):
+    from musicvae.reports import ReportNotFoundError, model_file
+
+    try:
+        content = await run_in_threadpool(model_file, _settings(), version, name)
+    except ReportNotFoundError as e:
+        raise HTTPException(status_code=404, detail=str(e)) from e
+    media = {"png": "image/png", "json": "application/json"}.get(name.rsplit(".", 1)[-1])
+    return Response(content, media_type=media or "text/plain; charset=utf-8")
 
 
 class MusicvaeReportsPlugin(AirflowPlugin):

@@ -27,25 +27,36 @@ def servers(tmp_path_factory):
 
 
 @pytest.fixture
-def settings(servers):
-    """Settings for a new, migrated database and a new bucket: tests cannot see each other."""
+def new_settings(servers):
+    """A factory of Settings, each for a new migrated database and a new bucket."""
     import psycopg2
 
     from musicvae import db
     from musicvae.storage import ObjectStore
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(servers.database_url("postgres", driver="postgresql"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    s = replace(
-        servers.settings(), database_url=servers.database_url(name), bucket=name.replace("_", "-")
-    )
-    db.migrate(db.engine(s.database_url))
-    ObjectStore(s).ensure_bucket()
-    return s
+    def make():
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        conn = psycopg2.connect(servers.database_url("postgres", driver="postgresql"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        s = replace(
+            servers.settings(),
+            database_url=servers.database_url(name),
+            bucket=name.replace("_", "-"),
+        )
+        db.migrate(db.engine(s.database_url))
+        ObjectStore(s).ensure_bucket()
+        return s
+
+    return make
+
+
+@pytest.fixture
+def settings(new_settings):
+    """Settings for a new, migrated database and a new bucket: tests cannot see each other."""
+    return new_settings()
 
 
 @pytest.fixture(scope="session")

@@ -135,3 +135,26 @@ def test_the_ui_serves_the_latest_data_quality_report_behind_its_login(pipeline)
     assert {"name": "Data quality", "href": "musicvae/data-quality/latest"}.items() <= views[
         0
     ].items()
+
+
+def test_the_model_version_is_champion_and_its_evaluation_is_served_in_the_ui(pipeline):
+    stack, client, _ = pipeline
+    [(version, promotion)] = _query(stack, "SELECT version, promotion FROM model_versions")
+    assert promotion["promoted"]
+    assert _query(stack, "SELECT alias, version FROM model_aliases") == [("champion", version)]
+    page = client.session.get(f"{stack.api_url}/musicvae/models/{version}/", timeout=60)
+    assert page.status_code == 200
+    assert f"Model version {version}" in page.text and "hybrid VAE" in page.text
+    png = client.session.get(
+        f"{stack.api_url}/musicvae/models/{version}/files/latent_map.png", timeout=60
+    )
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert (
+        client.session.get(
+            f"{stack.api_url}/musicvae/models/{version}/files/..%2Fmodel.pt", timeout=60
+        ).status_code
+        == 404
+    )
+    assert (
+        requests.get(f"{stack.api_url}/musicvae/models/{version}/", timeout=60).status_code == 401
+    )

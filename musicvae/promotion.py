@@ -1,0 +1,96 @@
+"""Whether a new model version replaces the champion.
+
+Both models embed the same held-back tracks (the candidate's validation split, which it never
+trained on) with their own features, and are scored by how well KMeans on those embeddings
+recovers the genre labels. A loss would not do: two versions may differ in vocabulary,
+normalisation or latent size, so their losses are not on one scale.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from musicvae import db, registry
+from musicvae.clustering import agreement, kmeans
+from musicvae.config import Settings
+from musicvae.embedding import embed_tracks
+from musicvae.retrain import load_snapshot
+from musicvae.storage import ObjectStore
+
+log = logging.getLogger("musicvae.promotion")
+
+SEEDS = (0, 1, 2)
+
+
+def held_out_score(
+    store: ObjectStore, mv: registry.ModelVersion, tracks: list[dict], truth: list[str | None]
+) -> float:
+    """Mean NMI (over seeds) of KMeans on the model's embeddings against the reference labels."""
+    embeddings = embed_tracks(store, registry.load(store, mv), tracks)
+    k = max(2, min(len({t for t in truth if t}), len(tracks) // 2))
+    return float(
+        np.mean([agreement(truth, kmeans(embeddings, k, seed).labels)["nmi"] for seed in SEEDS])
+    )
+
+
+def reference_labels(tracks: list[dict]) -> tuple[str, list[str | None]]:
+    """Genres where the tracks have them (MERGE always does); quadrants otherwise."""
+    genres = [t["genre"] for t in tracks]
+    if len({g for g in genres if g}) >= 2:
+        return "genre", genres
+    return "quadrant", [t["quadrant"] for t in tracks]
+
+
+def decide(settings: Settings, version: int, margin: float) -> dict:
+    store = ObjectStore(settings)
+    eng = db.engine(settings.database_url)
+    with eng.connect() as conn:
+        candidate = registry.get(conn, version)
+        champion = registry.champion(conn, required=False)
+    if champion is None or champion.version == version:
+        decision = {
+            "promoted": True,
+            "champion_before": None,
+            "margin": margin,
+            "reason": "first model version: there is no champion to beat",
+        }
+    else:
+        decision = _compare(store, candidate, champion, margin)
+    with eng.begin() as conn:
+        registry.record_promotion(conn, version, decision)
+    log.info("model version %d: %s", version, decision["reason"])
+    return decision
+
+
+def _compare(
+    store: ObjectStore,
+    candidate: registry.ModelVersion,
+    champion: registry.ModelVersion,
+    margin: float,
+) -> dict:
+    config = store.get_json(f"{candidate.artifact_prefix}/config.json")
+    held_out = set(config["validation_tracks"])
+    tracks = [t for t in load_snapshot(store, candidate.snapshot_id) if t["track_id"] in held_out]
+    label_set, truth = reference_labels(tracks)
+    scores = {
+        name: round(held_out_score(store, mv, tracks, truth), 4)
+        for name, mv in (("candidate", candidate), ("champion", champion))
+    }
+    promoted = scores["candidate"] >= scores["champion"] - margin
+    verdict = "promoted" if promoted else "kept the champion"
+    reason = (
+        f"{verdict}: {label_set} NMI on {len(tracks)} held-back tracks "
+        f"{scores['candidate']:.4f} (v{candidate.version}) vs {scores['champion']:.4f} "
+        f"(champion v{champion.version}), margin {margin:g}"
+    )
+    return {
+        "promoted": promoted,
+        "champion_before": champion.version,
+        "margin": margin,
+        "label_set": label_set,
+        "held_out_tracks": len(tracks),
+        "scores": scores,
+        "reason": reason,
+    }

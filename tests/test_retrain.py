@@ -1,0 +1,219 @@
+"""The retrain stage against the real servers: features, training, checkpoints, promotion."""
+
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import sqlalchemy as sa
+import torch
+
+from musicvae import db, registry
+from musicvae.features import LyricsVectorizer
+from musicvae.ingest import run_ingest
+from musicvae.promotion import decide
+from musicvae.recluster import run_recluster
+from musicvae.retrain import (
+    RetrainParams,
+    candidate_prefix,
+    load_snapshot,
+    lyrics_texts,
+    prepare_features,
+    register,
+    take_snapshot,
+    train,
+)
+from musicvae.storage import ObjectStore
+from musicvae.train import split_rows
+from musicvae.validate import run_validation
+
+FAST = RetrainParams(epochs=3, n_clusters=4, vocab_size=128)
+
+
+def _catalogue(settings, landing) -> str:
+    run_ingest(settings, "ingest", str(landing))
+    run_validation(settings, "validate")
+    snapshot = take_snapshot(settings)["snapshot_id"]
+    prepare_features(settings, snapshot)
+    return snapshot
+
+
+def _train_and_register(settings, snapshot, params, run="retrain") -> int:
+    candidate = train(settings, snapshot, params)
+    return register(settings, candidate, run)
+
+
+def _query(settings, sql, **params):
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def _weights(settings, snapshot, params) -> dict:
+    data = ObjectStore(settings).get_bytes(f"{candidate_prefix(snapshot, params)}/model.pt")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(settings, landing):
+    snapshot = _catalogue(settings, landing)
+    version = _train_and_register(settings, snapshot, FAST)
+
+    decision = decide(settings, version, margin=0.01)
+
+    assert decision["promoted"] and "no champion" in decision["reason"]
+    with db.engine(settings.database_url).connect() as conn:
+        assert registry.champion(conn).version == version
+    result = run_recluster(settings, "recluster-1")
+    assert result.model_version == version and result.n_tracks == 25
+    # Training the same snapshot with the same parameters again is a no-op.
+    assert train(settings, snapshot, FAST) is None
+
+
+def test_the_evaluation_report_recomputes_the_research_table_with_plots(settings, landing):
+    from musicvae.model_report import report
+
+    snapshot = _catalogue(settings, landing)
+    version = _train_and_register(settings, snapshot, FAST)
+
+    result = report(settings, version, seeds=(0, 1))
+
+    store = ObjectStore(settings)
+    prefix = result["evaluation_prefix"]
+    for name in (
+        "latent_map.png",
+        "contingency.png",
+        "results_genre.png",
+        "training.png",
+        "reconstructions.png",
+    ):
+        assert store.get_bytes(f"{prefix}/{name}")[:8] == b"\x89PNG\r\n\x1a\n", name
+    rows = store.get_json(f"{prefix}/results.json")
+    assert {(r["representation"], r["method"]) for r in rows} >= {
+        ("spectral", "kmeans"),
+        ("PCA", "kmeans"),
+        ("plain AE", "kmeans"),
+        ("hybrid VAE", "kmeans"),
+        ("hybrid VAE", "agglomerative"),
+        ("hybrid VAE", "gmm"),
+        ("hybrid VAE", "hdbscan"),
+    }
+    assert {r["metric"] for r in rows} >= {
+        "nmi",
+        "ami",
+        "ari",
+        "purity",
+        "silhouette",
+        "calinski_harabasz",
+        "davies_bouldin",
+    }
+    assert {r["labels"] for r in rows} == {"genre", "quadrant"}
+    assert all(r["n"] == 2 for r in rows if r["metric"] == "nmi")
+    metrics, stored_prefix = _query(
+        settings,
+        "SELECT metrics, evaluation_prefix FROM model_versions WHERE version = :v",
+        v=version,
+    )[0]
+    assert stored_prefix == prefix
+    assert 0 <= metrics["evaluation"]["genre/hybrid VAE/kmeans/nmi"] <= 1
+    assert "± " in store.get_bytes(f"{prefix}/results.txt").decode()
+
+
+def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, landing):
+    snapshot = _catalogue(settings, landing)
+    first = _train_and_register(settings, snapshot, FAST)
+    decide(settings, first, margin=0.01)
+    second = _train_and_register(settings, snapshot, RetrainParams(**{**asdict(FAST), "seed": 5}))
+
+    # A negative margin demands a strict improvement larger than any NMI difference can be.
+    kept = decide(settings, second, margin=-1.0)
+    assert not kept["promoted"]
+    assert kept["scores"]["candidate"] >= 0 and kept["scores"]["champion"] >= 0
+    assert kept["held_out_tracks"] >= 3 and "kept the champion" in kept["reason"]
+    with db.engine(settings.database_url).connect() as conn:
+        assert registry.champion(conn).version == first
+    recorded = _query(
+        settings, "SELECT promotion FROM model_versions WHERE version = :v", v=second
+    )[0][0]
+    assert recorded == kept
+
+    promoted = decide(settings, second, margin=1.0)
+    assert promoted["promoted"] and promoted["champion_before"] == first
+    with db.engine(settings.database_url).connect() as conn:
+        assert registry.champion(conn).version == second
+
+
+def test_the_lyrics_vocabulary_is_fitted_on_the_training_split_only(settings, landing):
+    snapshot = _catalogue(settings, landing)
+    train(settings, snapshot, FAST)
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot)
+    texts = lyrics_texts(store, tracks)
+    config = FAST.train_config()
+    train_rows, val_rows = split_rows(len(tracks), config.val_fraction, config.seed)
+    stored = pickle.loads(store.get_bytes(f"{candidate_prefix(snapshot, FAST)}/vectorizer.pkl"))
+    expected = LyricsVectorizer(FAST.vocab_size).fit([texts[i] for i in train_rows])
+    everything = LyricsVectorizer(FAST.vocab_size).fit(texts)
+    assert stored.vocabulary_ == expected.vocabulary_
+    assert stored.vocabulary_ != everything.vocabulary_
+    saved = store.get_json(f"{candidate_prefix(snapshot, FAST)}/config.json")
+    assert saved["validation_tracks"] == [tracks[i]["track_id"] for i in val_rows]
+
+
+TRAIN_IN_CHILD = """
+import logging, sys
+from musicvae.config import Settings
+from musicvae.retrain import RetrainParams, train
+logging.basicConfig(level=logging.INFO)
+train(Settings.from_env(), sys.argv[1], RetrainParams(epochs=8, n_clusters=4, vocab_size=128))
+"""
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(new_settings, landing):
+    params = RetrainParams(epochs=8, n_clusters=4, vocab_size=128)
+    # The reference: the same training, never interrupted, in its own database and bucket.
+    reference = new_settings()
+    snapshot = _catalogue(reference, landing)
+    train(reference, snapshot, params)
+
+    settings = new_settings()
+    assert _catalogue(settings, landing) == snapshot
+    store = ObjectStore(settings)
+    key = f"{candidate_prefix(snapshot, params)}/checkpoint.pt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_IN_CHILD, snapshot],
+        env={**os.environ, **settings.as_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and child.poll() is None:
+            if store.exists(key):
+                epoch = torch.load(io.BytesIO(store.get_bytes(key)), weights_only=False)
+                if epoch["epoch"] >= 2:
+                    break
+            time.sleep(0.2)
+        assert child.poll() is None, "training finished before it could be killed"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    killed_at = torch.load(io.BytesIO(store.get_bytes(key)), weights_only=False)["epoch"]
+    assert 2 <= killed_at < params.epochs
+
+    candidate = train(settings, snapshot, params)
+
+    history = candidate and store.get_json(f"{candidate['artifact_prefix']}/config.json")["history"]
+    assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+    assert not store.exists(key), "the checkpoint is removed once the model is saved"
+    resumed, uninterrupted = (
+        _weights(settings, snapshot, params),
+        _weights(reference, snapshot, params),
+    )
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.allclose(resumed[name], uninterrupted[name], atol=1e-5), name
