@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-stop stack-status test test-fast lint format clean
+.PHONY: install demo demo-stop stack-status test test-fast lint format clean \
+	bench bench-model bench-features bench-training
 
 install: $(STAMP)
 
@@ -43,3 +44,16 @@ format: install
 
 clean: demo-stop
 	rm -rf .stack
+
+# Benchmarks print a table and write benchmarks/results/<name>.json. BENCH_ARGS passes options
+# to bench-model, e.g. BENCH_ARGS="--tracks 300 --epochs 3" for a quick look.
+bench: bench-features bench-training bench-model
+
+bench-features: install
+	$(PY) -m benchmarks.bench_features
+
+bench-training: install
+	$(PY) -m benchmarks.bench_training
+
+bench-model: install
+	$(PY) -m benchmarks.bench_model $(BENCH_ARGS)

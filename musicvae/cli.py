@@ -89,7 +89,9 @@ def cmd_evaluate(args) -> None:
     settings = _settings()
     version = args.version
     if version is None:
-        with db.engine(settings.database_url).connect() as conn:
+        eng = db.engine(settings.database_url)
+        db.migrate(eng)
+        with eng.connect() as conn:
             version = registry.champion(conn).version
     print(json.dumps(report(settings, version), indent=2))
 

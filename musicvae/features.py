@@ -153,10 +153,12 @@ class LyricsVectorizer:
         )
         try:
             self._tfidf.fit(texts)
-        except ValueError as exc:  # scikit-learn's "empty vocabulary"
-            raise ValueError(
-                f"no usable words in {len(texts)} lyrics to build a vocabulary"
-            ) from exc
+        except ValueError:  # scikit-learn's "empty vocabulary"
+            # An audio-only catalogue (MERGE's Audio subsets) has no lyrics to learn from: the
+            # model then trains and embeds from audio alone.
+            log.warning("no usable words in %d lyrics: lyrics are left out", len(texts))
+            self._tfidf, self.vocabulary_ = None, []
+            return self
         self.vocabulary_ = self._tfidf.get_feature_names_out().tolist()
         log.info("lyrics vocabulary: %d terms from %d lyrics", len(self.vocabulary_), n_docs)
         return self
@@ -165,6 +167,9 @@ class LyricsVectorizer:
         """[N, len(vocabulary_)] float32; the width is `vocab_size` unless the corpus is tiny."""
         if not hasattr(self, "vocabulary_"):
             raise RuntimeError("LyricsVectorizer.transform called before fit")
+        if self._tfidf is None:
+            # One all-zero column keeps the lyrics expert's input shape valid; it never fires.
+            return np.zeros((len(texts), 1), dtype=np.float32)
         matrix = self._tfidf.transform([t or "" for t in texts])
         return np.asarray(matrix.toarray(), dtype=np.float32)
 

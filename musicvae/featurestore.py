@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
-from musicvae.features import MelConfig, mel_from_bytes
+from musicvae.features import MelConfig, decode_audio, fit_clip, log_mel
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.featurestore")
@@ -28,8 +29,14 @@ def _to_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def ensure_mels(store: ObjectStore, audio: list[tuple[str, str]], cfg: MelConfig) -> int:
-    """Compute and cache the mel of every (audio_key, sha256) not cached yet; returns how many."""
+def ensure_mels(
+    store: ObjectStore, audio: list[tuple[str, str]], cfg: MelConfig, batch_size: int = 32
+) -> int:
+    """Compute and cache the mel of every (audio_key, sha256) not cached yet; returns how many.
+
+    Decoding (S3 fetch + MP3) runs in threads; the mel transform runs on whole batches, on the
+    GPU when there is one.
+    """
     cached = {
         k.rsplit("/", 1)[-1].removesuffix(".npy")
         for k in store.list_keys(f"features/mel/{cfg.key()}/")
@@ -37,21 +44,32 @@ def ensure_mels(store: ObjectStore, audio: list[tuple[str, str]], cfg: MelConfig
     todo = sorted({(key, sha) for key, sha in audio if sha not in cached}, key=lambda t: t[1])
     if not todo:
         return 0
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.monotonic()
 
-    def compute(item: tuple[str, str]) -> None:
-        key, sha = item
-        store.put_bytes(mel_key(cfg, sha), _to_bytes(mel_from_bytes(store.get_bytes(key), cfg)))
+    def clip(item: tuple[str, str]) -> np.ndarray:
+        return fit_clip(*decode_audio(store.get_bytes(item[0])), cfg)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for i, _ in enumerate(pool.map(compute, todo), 1):
-            if i % 50 == 0 or i == len(todo):
-                log.info(
-                    "features: %d/%d mels computed (%.1f clips/s)",
-                    i,
-                    len(todo),
-                    i / (time.monotonic() - started),
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            mels = log_mel(np.stack(list(pool.map(clip, batch))), cfg, device)
+            list(
+                pool.map(
+                    lambda pair: store.put_bytes(
+                        mel_key(cfg, pair[0][1]), _to_bytes(pair[1].astype(np.float16))
+                    ),
+                    zip(batch, mels, strict=True),
                 )
+            )
+            done = start + len(batch)
+            log.info(
+                "features: %d/%d mels computed on %s (%.1f clips/s)",
+                done,
+                len(todo),
+                device,
+                done / (time.monotonic() - started),
+            )
     return len(todo)
 
 

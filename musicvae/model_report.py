@@ -51,6 +51,7 @@ def label_sets(tracks: list[dict]) -> tuple[dict, dict]:
 def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
+    db.migrate(eng)
     with eng.connect() as conn:
         mv = registry.get(conn, version)
     loaded = registry.load(store, mv)

@@ -1,0 +1,207 @@
+"""Clustering quality: our hybrid beta-VAE vs PCA + KMeans vs the research model, same data.
+
+Two data sets, each through the path a MERGE download takes (ingest into object storage,
+validation, snapshot, cached features), on a local PostgreSQL + S3 stack:
+- the MERGE-shaped sample (synthetic audio and lyrics; proves the plumbing, flatters models);
+- the real-audio set: Debian game soundtracks in MERGE's audio-only layout, labelled by
+  collection, several 30 s windows per track (also scored on one window per track).
+
+    python -m benchmarks.bench_model [--tracks 2000] [--epochs 10] [--seeds 3] [--no-realaudio]
+
+Every trained model gets the same number of epochs; the figures and sizes go to
+benchmarks/results/model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+import torch
+
+from benchmarks import research_model as research
+from musicvae import evaluation, registry
+from musicvae.features import MelConfig
+from musicvae.ingest import run_ingest
+from musicvae.retrain import (
+    RetrainParams,
+    load_snapshot,
+    lyrics_texts,
+    prepare_features,
+    take_snapshot,
+    train,
+    training_data,
+)
+from musicvae.stack import Stack
+from musicvae.storage import ObjectStore
+from musicvae.validate import run_validation
+
+log = logging.getLogger("benchmarks.model")
+CACHE = Path(__file__).resolve().parent / ".cache"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def catalogue(stack: Stack, name: str, landing: Path):
+    """A fresh database + bucket, and the landing zone ingested and validated into it."""
+    db_name = f"bench_{name}_{uuid.uuid4().hex[:6]}"
+    conn = psycopg2.connect(stack.database_url("postgres", driver="postgresql"))
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{db_name}"')
+    conn.close()
+    settings = replace(
+        stack.settings(), database_url=stack.database_url(db_name), bucket=db_name.replace("_", "-")
+    )
+    started = time.monotonic()
+    run_ingest(settings, f"bench-{name}", str(landing))
+    run_validation(settings, f"bench-{name}")
+    snapshot = take_snapshot(settings)["snapshot_id"]
+    prepare_features(settings, snapshot)
+    log.info("%s: ingested, validated and featurised in %.0f s", name, time.monotonic() - started)
+    return settings, snapshot
+
+
+def ours(settings, snapshot: str, epochs: int, seeds: list[int]) -> tuple[list, float]:
+    """Our VAE trained through the retrain stage once per seed; embeddings of every track."""
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot)
+    out, rates = [], []
+    for seed in seeds:
+        params = RetrainParams(epochs=epochs, seed=seed)
+        candidate = train(settings, snapshot, params)
+        mv = registry.ModelVersion(0, snapshot, {}, candidate["artifact_prefix"], {}, "")
+        loaded = registry.load(store, mv)
+        out.append(loaded.model.embed(training_data(store, tracks, loaded.mel, loaded.vectorizer)))
+        rates.append(candidate["metrics"]["samples_per_s"])
+    return out, float(np.mean(rates))
+
+
+def research_runs(landing: Path, settings, snapshot: str, epochs: int, seeds: list[int]):
+    """The research model on its own features (librosa, per file), once per seed."""
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot)
+    files = {p.stem: p for p in landing.rglob("*.mp3")}
+    audio_ids = [t["track_id"].split("/", 1)[1] for t in tracks]
+    started = time.monotonic()
+    audio = research.research_features([files[i] for i in audio_ids])
+    lyrics = research.research_lyrics(lyrics_texts(store, tracks))
+    log.info("research features: %d clips in %.0f s", len(tracks), time.monotonic() - started)
+    out, rates = [], []
+    for seed in seeds:
+        model, history = research.train_research(audio, lyrics, epochs=epochs, seed=seed)
+        out.append(research.embed_research(model, audio, lyrics))
+        rates.append(np.mean([h["samples_per_s"] for h in history]))
+    return out, float(np.mean(rates))
+
+
+def baselines(settings, snapshot: str) -> dict:
+    """PCA and direct spectral features, on the same features our VAE sees."""
+    from musicvae.features import LyricsVectorizer
+
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot)
+    vectorizer = LyricsVectorizer().fit(lyrics_texts(store, tracks))
+    data = training_data(store, tracks, MelConfig(), vectorizer)
+    spectral = evaluation.spectral_features(data.audio)
+    return {"spectral": spectral, "both": np.hstack([spectral, data.lyrics])}
+
+
+def score(name: str, tracks: list[dict], reps: dict, seeds: list[int], label: str) -> list:
+    labels = {label: [t["genre"] for t in tracks]}
+    k = {label: len({t["genre"] for t in tracks if t["genre"]})}
+    results = evaluation.evaluate(reps, labels, k, seeds)
+    print(f"\n{name}\n" + evaluation.format_table(results, label))
+    return evaluation.to_json(results)
+
+
+def run_dataset(stack, name, landing, args) -> dict:
+    settings, snapshot = catalogue(stack, name, landing)
+    tracks = load_snapshot(ObjectStore(settings), snapshot)
+    base = baselines(settings, snapshot)
+    vae, vae_rate = ours(settings, snapshot, args.epochs, args.seeds)
+    res, res_rate = research_runs(landing, settings, snapshot, args.epochs, args.seeds)
+    reps = {
+        "spectral": base["spectral"],
+        "PCA": [evaluation.pca(base["both"], 32, s) for s in args.seeds],
+        "research VAE": res,
+        "hybrid VAE": vae,
+    }
+    label = "genre" if name == "sample" else "collection"
+    result = {
+        "tracks": len(tracks),
+        "samples_per_s": {"ours": vae_rate, "research": res_rate},
+        "results": score(f"{name}: all {len(tracks)} clips", tracks, reps, args.seeds, label),
+    }
+    if name == "realaudio":
+        # One window per track, so that a track's windows cannot vouch for each other.
+        first = [i for i, t in enumerate(tracks) if t["track_id"].endswith("-01")]
+        sub = {
+            k: ([a[first] for a in v] if isinstance(v, list) else v[first]) for k, v in reps.items()
+        }
+        result["one_window_per_track"] = score(
+            f"{name}: one window per track ({len(first)} tracks)",
+            [tracks[i] for i in first],
+            sub,
+            args.seeds,
+            label,
+        )
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tracks", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--no-realaudio", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS / "model.json")
+    args = p.parse_args()
+    args.seeds = list(range(args.seeds))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    started = time.monotonic()
+
+    from benchmarks.realaudio import build_realaudio
+    from musicvae.sample import build_sample
+
+    stack = Stack(CACHE / "stack")
+    stack.up(airflow=False)
+    try:
+        sample = CACHE / f"sample-{args.tracks}"
+        build_sample(sample, tracks=args.tracks, seed=0)
+        report = {"sample": run_dataset(stack, "sample", sample, args)}
+        if not args.no_realaudio:
+            real = CACHE / "realaudio-set"
+            build_realaudio(real, CACHE / "realaudio")
+            report["realaudio"] = run_dataset(stack, "realaudio", real, args)
+    finally:
+        stack.down()
+    report["config"] = {
+        "tracks": args.tracks,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "research_batch": research.RESEARCH_BATCH_SIZE,
+        "ours_batch": RetrainParams().batch_size,
+    }
+    report["machine"] = {
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    report["seconds"] = round(time.monotonic() - started)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out} ({report['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
