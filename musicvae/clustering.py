@@ -63,3 +63,33 @@ def describe(labels: np.ndarray, genres: list, quadrants: list, top: int = 3) ->
             "label": " / ".join(name for name, _ in g[:2]),
         }
     return out
+
+
+def stable_ids(
+    labels: np.ndarray, track_ids: list[str], previous: dict[int, set[str]] | None
+) -> np.ndarray:
+    """Ids for this run's clusters that keep the previous run's ids where they can.
+
+    Clusters are matched by member overlap (Hungarian assignment on 1 - Jaccard), which works
+    across model versions whose latent spaces, and so centroids, are not comparable. A new
+    cluster that matches nothing gets an id never used by the previous run.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if not previous:
+        return np.arange(k)
+    members = [{t for t, lab in zip(track_ids, labels, strict=True) if lab == c} for c in range(k)]
+    old_ids = sorted(previous)
+    cost = np.array(
+        [
+            [1 - len(m & previous[o]) / max(len(m | previous[o]), 1) for o in old_ids]
+            for m in members
+        ]
+    )
+    mapping = {}
+    for row, col in zip(*linear_sum_assignment(cost), strict=True):
+        if cost[row, col] < 1:  # no shared member: not the same cluster
+            mapping[row] = old_ids[col]
+    fresh = iter(range(max(old_ids) + 1, max(old_ids) + 1 + k))
+    return np.array([mapping[c] if c in mapping else next(fresh) for c in range(k)])

@@ -68,7 +68,9 @@ def migrate(eng: sa.Engine, directory: Path | None = None) -> list[str]:
                         "instead of editing an applied one"
                     )
                 continue
-            conn.exec_driver_sql(sql)
+            # A DBAPI cursor without parameters: a '%' in the SQL (format(), LIKE) stays literal.
+            with conn.connection.cursor() as cur:
+                cur.execute(sql)
             conn.execute(
                 sa.text(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)"

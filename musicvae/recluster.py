@@ -14,7 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicvae import db, registry
-from musicvae.clustering import Clustering, agreement, describe, kmeans
+from musicvae.clustering import Clustering, agreement, describe, kmeans, stable_ids
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
 from musicvae.retrain import SNAPSHOT_COLUMNS
@@ -66,6 +66,14 @@ def run_recluster(
     embeddings = embed_tracks(store, registry.load(store, mv), tracks)
     params = mv.params
     clustering = kmeans(embeddings, params.get("n_clusters", 8), params.get("seed", 0))
+    track_ids = [t["track_id"] for t in tracks]
+    with eng.connect() as conn:
+        ids = stable_ids(clustering.labels, track_ids, _previous_members(conn, run_id))
+    clustering = Clustering(
+        ids[clustering.labels],
+        dict(zip(ids.tolist(), clustering.centroids, strict=True)),
+        clustering.distances,
+    )
     genres = [t["genre"] for t in tracks]
     quadrants = [t["quadrant"] for t in tracks]
     summaries = describe(clustering.labels, genres, quadrants)
@@ -83,6 +91,22 @@ def run_recluster(
         metrics,
     )
     return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
+
+
+def _previous_members(conn, run_id: str) -> dict[int, set[str]]:
+    """Members per cluster of the latest other recluster run (empty when there is none)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT cluster_id, track_id FROM cluster_assignments WHERE run_id = ("
+            "SELECT run_id FROM cluster_runs WHERE run_id <> :r "
+            "ORDER BY created_at DESC, run_id DESC LIMIT 1)"
+        ),
+        {"r": run_id},
+    ).all()
+    members: dict[int, set[str]] = {}
+    for cluster_id, track_id in rows:
+        members.setdefault(cluster_id, set()).add(track_id)
+    return members
 
 
 def _write(
@@ -150,4 +174,12 @@ def _write(
                 {"r": run_id, "t": t["track_id"], "c": int(c), "d": float(d)}
                 for t, c, d in zip(tracks, clustering.labels, clustering.distances, strict=True)
             ],
+        )
+        # Nearest-neighbour search (similar_tracks) goes through an HNSW index per model
+        # version: versions differ in width, and an index needs one fixed dimension.
+        dim = int(embeddings.shape[1])
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{int(version)} ON track_embeddings "
+            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+            f"WHERE model_version = {int(version)}"
         )

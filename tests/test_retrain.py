@@ -52,6 +52,10 @@ def _query(settings, sql, **params):
         return conn.execute(sa.text(sql), params).all()
 
 
+def _any_valid(settings) -> str:
+    return _query(settings, "SELECT song_id FROM tracks WHERE status = 'valid' LIMIT 1")[0][0]
+
+
 def _weights(settings, snapshot, params) -> dict:
     data = ObjectStore(settings).get_bytes(f"{candidate_prefix(snapshot, params)}/model.pt")
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)["state_dict"]
@@ -68,6 +72,24 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
         assert registry.champion(conn).version == version
     result = run_recluster(settings, "recluster-1")
     assert result.model_version == version and result.n_tracks == 25
+    # A second run keeps every cluster's id, so nothing shows as moved; search is indexed.
+    run_recluster(settings, "recluster-2")
+    assert _query(settings, "SELECT * FROM cluster_changes") == []
+    assert _query(settings, "SELECT count(*) FROM cluster_summary")[0][0] == 4
+    assert (
+        _query(
+            settings,
+            "SELECT indexname FROM pg_indexes WHERE indexname = :i",
+            i=f"track_embeddings_hnsw_v{version}",
+        )
+        != []
+    )
+    neighbours = _query(
+        settings,
+        "SELECT track_id FROM similar_tracks(:t, 5)",
+        t="bimodal_balanced/" + _any_valid(settings),
+    )
+    assert len(neighbours) == 5
     # Training the same snapshot with the same parameters again is a no-op.
     assert train(settings, snapshot, FAST) is None
 

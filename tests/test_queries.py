@@ -1,0 +1,151 @@
+"""The SQL users rely on: views, similar_tracks() and every example in sql/queries, checked
+against a catalogue state built by hand so that the right answers are known."""
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from musicvae import db
+from musicvae.clustering import stable_ids
+from musicvae.recluster import vector_literal
+
+from .conftest import REPO
+
+QUERIES = REPO / "sql" / "queries"
+GENRES = ["Pop"] * 6 + ["Jazz"] * 4 + ["Rock"] * 2
+QUARANTINED = "bimodal_balanced/A012"
+MOVED = {"bimodal_balanced/A006": (0, 1), "bimodal_balanced/A007": (1, 0)}
+
+
+def _track(i: int) -> str:
+    return f"bimodal_balanced/A{i:03d}"
+
+
+@pytest.fixture
+def catalogue(settings):
+    """12 tracks (one quarantined), a champion, two recluster runs in which two tracks move."""
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(12, 4)).astype(np.float32)
+    eng = db.engine(settings.database_url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', '/x')"))
+        for i, genre in enumerate(GENRES, 1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tracks (track_id, subset, song_id, artist, title, genre, "
+                    "quadrant, status, ingest_run_id) VALUES (:t, 'bimodal_balanced', :s, "
+                    "'Artist', :title, :g, 'Q1', :status, 'i')"
+                ),
+                {
+                    "t": _track(i),
+                    "s": f"A{i:03d}",
+                    "title": f"Song {i}",
+                    "g": genre,
+                    "status": "quarantined" if _track(i) == QUARANTINED else "valid",
+                },
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('s', 12, '{}', 'p', 'c', 'models/x')"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO model_aliases VALUES ('champion', 1, now(), 'test')"))
+        for n, run in enumerate(("run-1", "run-2")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO cluster_runs (run_id, model_version, created_at, n_clusters, "
+                    "n_tracks) VALUES (:r, 1, now() - make_interval(mins => :m), 2, 12)"
+                ),
+                {"r": run, "m": 10 - n},
+            )
+            for c in (0, 1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO clusters VALUES (:r, :c, 6, :label, '{}', '{}', "
+                        "CAST(:v AS vector))"
+                    ),
+                    {"r": run, "c": c, "label": f"cluster {c}", "v": "[0,0,0,0]"},
+                )
+            for i in range(1, 13):
+                cluster = 0 if i <= 6 else 1
+                if run == "run-2" and _track(i) in MOVED:
+                    cluster = MOVED[_track(i)][1]
+                conn.execute(
+                    sa.text("INSERT INTO cluster_assignments VALUES (:r, :t, :c, :d)"),
+                    {"r": run, "t": _track(i), "c": cluster, "d": i / 10},
+                )
+        for i in range(1, 13):
+            conn.execute(
+                sa.text("INSERT INTO track_embeddings VALUES (:t, 1, 'run-2', CAST(:e AS vector))"),
+                {"t": _track(i), "e": vector_literal(embeddings[i - 1])},
+            )
+        conn.exec_driver_sql(
+            "CREATE INDEX track_embeddings_hnsw_v1 ON track_embeddings USING hnsw "
+            "((embedding::vector(4)) vector_cosine_ops) WHERE model_version = 1"
+        )
+    return settings, embeddings
+
+
+def _run(settings, name: str, **params):
+    sql = (QUERIES / name).read_text()
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(sa.text(sql), params).mappings().all()
+
+
+def test_similar_tracks_returns_the_nearest_valid_tracks_by_cosine(catalogue):
+    settings, embeddings = catalogue
+    rows = _run(settings, "similar_tracks.sql", track_id=_track(1))
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    distance = 1 - unit @ unit[0]
+    expected = [
+        _track(i + 1) for i in np.argsort(distance) if _track(i + 1) not in (_track(1), QUARANTINED)
+    ][:10]
+    assert [r["track_id"] for r in rows] == expected
+    assert [float(r["distance"]) for r in rows] == sorted(float(r["distance"]) for r in rows)
+    np.testing.assert_allclose(
+        float(rows[0]["distance"]), distance[int(expected[0][-3:]) - 1], atol=1e-4
+    )
+
+
+def test_similar_tracks_explains_a_track_without_embedding(catalogue):
+    settings, _ = catalogue
+    with pytest.raises(sa.exc.DBAPIError, match="has no embedding from the champion"):
+        _run(settings, "similar_tracks.sql", track_id="bimodal_balanced/A999")
+
+
+def test_cluster_members_and_genre_mix_read_the_latest_run(catalogue):
+    settings, _ = catalogue
+    members = _run(settings, "cluster_members.sql", cluster_id=0)
+    expected = [_track(i) for i in range(1, 6)] + [_track(7)]
+    assert [r["track_id"] for r in members] == expected
+    mix = _run(settings, "cluster_genre_mix.sql", cluster_id=1)
+    # Cluster 1 in run-2: A006 (Pop), A008-A010 (Jazz), A011 (Rock); A012 is quarantined.
+    assert [(r["genre"], r["tracks"]) for r in mix] == [("Jazz", 3), ("Pop", 1), ("Rock", 1)]
+    assert float(sum(r["percent"] for r in mix)) == pytest.approx(100.0, abs=0.2)
+
+
+def test_tracks_that_moved_lists_exactly_the_moves(catalogue):
+    settings, _ = catalogue
+    rows = _run(settings, "tracks_that_moved.sql")
+    assert {r["track_id"]: (r["previous_cluster"], r["current_cluster"]) for r in rows} == MOVED
+
+
+def test_cluster_summary_shows_the_latest_run(catalogue):
+    settings, _ = catalogue
+    with db.engine(settings.database_url).connect() as conn:
+        rows = conn.execute(sa.text("SELECT run_id, cluster_id FROM cluster_summary")).all()
+    assert sorted(rows) == [("run-2", 0), ("run-2", 1)]
+
+
+def test_stable_ids_keep_the_previous_ids_of_matching_clusters():
+    tracks = [f"t{i}" for i in range(9)]
+    previous = {7: {"t0", "t1", "t2"}, 3: {"t3", "t4", "t5"}, 5: {"t6", "t7", "t8"}}
+    # KMeans numbered the same groups differently, and one track moved.
+    labels = np.array([2, 2, 2, 0, 0, 1, 1, 1, 1])
+    ids = stable_ids(labels, tracks, previous)
+    assert ids.tolist() == [3, 5, 7]
+    # A cluster that shares no member with any old one gets a fresh id.
+    fresh = stable_ids(np.array([0, 0, 1]), ["x", "y", "t0"], {7: {"t0"}})
+    assert fresh.tolist() == [8, 7]
+    assert stable_ids(np.array([1, 0]), ["a", "b"], {}).tolist() == [0, 1]
