@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 import os
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -87,3 +90,17 @@ def migrate(eng: sa.Engine, directory: Path | None = None) -> list[str]:
     for name in applied_now:
         log.info("applied migration %s", name)
     return applied_now
+
+
+def copy_rows(conn, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
+    """Bulk-load rows with COPY inside the caller's transaction; returns how many."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    buf.seek(0)
+    with conn.connection.cursor() as cur:
+        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf)
+    return count

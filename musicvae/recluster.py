@@ -154,26 +154,35 @@ def _write(
                 for c, s in summaries.items()
             ],
         )
-        conn.execute(
-            sa.text(
-                "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
-                "VALUES (:t, :v, :r, CAST(:e AS vector)) ON CONFLICT (track_id, model_version) "
-                "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
-            ),
-            [
-                {"t": t["track_id"], "v": version, "r": run_id, "e": vector_literal(e)}
-                for t, e in zip(tracks, embeddings, strict=True)
-            ],
+        # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
+        # Embeddings are upserts (one row per track and model version), so they go through a
+        # temporary table.
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE new_embeddings (track_id text, embedding vector) ON COMMIT DROP"
+        )
+        db.copy_rows(
+            conn,
+            "new_embeddings",
+            ("track_id", "embedding"),
+            ((t["track_id"], vector_literal(e)) for t, e in zip(tracks, embeddings, strict=True)),
         )
         conn.execute(
             sa.text(
-                "INSERT INTO cluster_assignments (run_id, track_id, cluster_id, distance) "
-                "VALUES (:r, :t, :c, :d)"
+                "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
+                "SELECT track_id, :v, :r, embedding FROM new_embeddings "
+                "ON CONFLICT (track_id, model_version) "
+                "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
             ),
-            [
-                {"r": run_id, "t": t["track_id"], "c": int(c), "d": float(d)}
+            {"v": version, "r": run_id},
+        )
+        db.copy_rows(
+            conn,
+            "cluster_assignments",
+            ("run_id", "track_id", "cluster_id", "distance"),
+            (
+                (run_id, t["track_id"], int(c), float(d))
                 for t, c, d in zip(tracks, clustering.labels, clustering.distances, strict=True)
-            ],
+            ),
         )
         # Nearest-neighbour search (similar_tracks) goes through an HNSW index per model
         # version: versions differ in width, and an index needs one fixed dimension.

@@ -239,3 +239,67 @@ def test_a_killed_training_resumes_from_its_checkpoint(new_settings, landing):
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert torch.allclose(resumed[name], uninterrupted[name], atol=1e-5), name
+
+
+RECLUSTER_IN_CHILD = """
+import sys
+from musicvae.config import Settings
+from musicvae.recluster import run_recluster
+run_recluster(Settings.from_env(), sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_transaction_leaves_the_previous_state(settings, landing):
+    snapshot = _catalogue(settings, landing)
+    decide(settings, _train_and_register(settings, snapshot, FAST), margin=0.01)
+    run_recluster(settings, "recluster-1")
+
+    def state():
+        return (
+            _query(settings, "SELECT * FROM cluster_runs ORDER BY run_id"),
+            _query(settings, "SELECT * FROM clusters ORDER BY run_id, cluster_id"),
+            _query(settings, "SELECT * FROM cluster_assignments ORDER BY run_id, track_id"),
+            _query(
+                settings,
+                "SELECT track_id, run_id, embedding::text FROM track_embeddings ORDER BY track_id",
+            ),
+        )
+
+    before = state()
+    blocker = db.engine(settings.database_url).connect()
+    transaction = blocker.begin()
+    # The writer gets through its run, clusters and embedding upserts, then waits here.
+    blocker.execute(sa.text("LOCK TABLE cluster_assignments IN SHARE MODE"))
+    child = subprocess.Popen(
+        [sys.executable, "-c", RECLUSTER_IN_CHILD, "recluster-2"],
+        env={**os.environ, **settings.as_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        waiting = []
+        while not waiting and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+            waiting = _query(
+                settings,
+                "SELECT pid FROM pg_stat_activity WHERE "
+                "wait_event_type = 'Lock' AND query LIKE 'COPY %'",
+            )
+        assert waiting, "the writer never reached its COPY into cluster_assignments"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        transaction.rollback()
+        blocker.close()
+        if child.poll() is None:
+            child.kill()
+    # The orphaned backend aborts once it can read from its dead client.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _query(
+        settings, "SELECT 1 FROM pg_stat_activity WHERE pid = :p", p=waiting[0][0]
+    ):
+        time.sleep(0.2)
+
+    assert state() == before
+    assert _query(settings, "SELECT 1 FROM cluster_runs WHERE run_id = 'recluster-2'") == []
