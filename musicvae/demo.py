@@ -14,7 +14,13 @@ from musicvae.stack import AIRFLOW_USER, Stack
 
 log = logging.getLogger("musicvae.demo")
 
-DAGS = ("merge_ingest", "merge_validate", "musicvae_retrain", "catalogue_recluster")
+DAGS = (
+    "merge_ingest",
+    "merge_validate",
+    "catalogue_assign",
+    "musicvae_retrain",
+    "catalogue_recluster",
+)
 EXAMPLE_QUERY = (
     "SELECT cluster_id, cluster_label, count(*) AS tracks "
     "FROM current_cluster_assignments GROUP BY 1, 2 ORDER BY 1"

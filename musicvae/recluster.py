@@ -93,6 +93,31 @@ def run_recluster(
     return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
 
 
+def upsert_embeddings(
+    conn, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
+) -> None:
+    """One embedding per track and model version, bulk-loaded with COPY in the caller's
+    transaction (through a temporary table, since COPY itself cannot upsert)."""
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE new_embeddings (track_id text, embedding vector) ON COMMIT DROP"
+    )
+    db.copy_rows(
+        conn,
+        "new_embeddings",
+        ("track_id", "embedding"),
+        ((t, vector_literal(e)) for t, e in zip(track_ids, embeddings, strict=True)),
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
+            "SELECT track_id, :v, :r, embedding FROM new_embeddings "
+            "ON CONFLICT (track_id, model_version) "
+            "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
+        ),
+        {"v": version, "r": run_id},
+    )
+
+
 def _previous_members(conn, run_id: str) -> dict[int, set[str]]:
     """Members per cluster of the latest other recluster run (empty when there is none)."""
     rows = conn.execute(
@@ -155,26 +180,7 @@ def _write(
             ],
         )
         # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
-        # Embeddings are upserts (one row per track and model version), so they go through a
-        # temporary table.
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE new_embeddings (track_id text, embedding vector) ON COMMIT DROP"
-        )
-        db.copy_rows(
-            conn,
-            "new_embeddings",
-            ("track_id", "embedding"),
-            ((t["track_id"], vector_literal(e)) for t, e in zip(tracks, embeddings, strict=True)),
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
-                "SELECT track_id, :v, :r, embedding FROM new_embeddings "
-                "ON CONFLICT (track_id, model_version) "
-                "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
-            ),
-            {"v": version, "r": run_id},
-        )
+        upsert_embeddings(conn, version, run_id, [t["track_id"] for t in tracks], embeddings)
         db.copy_rows(
             conn,
             "cluster_assignments",

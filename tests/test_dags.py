@@ -11,7 +11,13 @@ from .conftest import REPO
 
 DAG_DIR = REPO / "dags"
 DAG_FILES = sorted(DAG_DIR.glob("*.py"))
-EXPECTED = {"merge_ingest", "merge_validate", "musicvae_retrain", "catalogue_recluster"}
+EXPECTED = {
+    "merge_ingest",
+    "merge_validate",
+    "musicvae_retrain",
+    "catalogue_recluster",
+    "catalogue_assign",
+}
 HEAVY = (
     "torch",
     "torchaudio",

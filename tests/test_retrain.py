@@ -1,6 +1,7 @@
 """The retrain stage against the real servers: features, training, checkpoints, promotion."""
 
 import io
+import json
 import os
 import pickle
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 
+import numpy as np
 import sqlalchemy as sa
 import torch
 
@@ -303,3 +305,52 @@ def test_a_writer_killed_mid_transaction_leaves_the_previous_state(settings, lan
 
     assert state() == before
     assert _query(settings, "SELECT 1 FROM cluster_runs WHERE run_id = 'recluster-2'") == []
+
+
+def test_tracks_validated_after_a_recluster_join_the_nearest_cluster(settings, landing):
+    import pandas as pd
+
+    from musicvae.assign import assign_new_tracks, nearest
+
+    csv = landing / "MERGE_Bimodal_Balanced" / "merge_bimodal_balanced_metadata.csv"
+    full = csv.read_bytes()
+    rows = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    held_back = rows.iloc[:3]
+    rows.iloc[3:].to_csv(csv, index=False)
+    snapshot = _catalogue(settings, landing)
+    decide(settings, _train_and_register(settings, snapshot, FAST), margin=0.01)
+    run = run_recluster(settings, "recluster-1")
+
+    csv.write_bytes(full)  # the held-back tracks arrive
+    assert run_ingest(settings, "ingest-2", str(landing)).tracks_new == 3
+    run_validation(settings, "validate-2")
+    result = assign_new_tracks(settings)
+
+    assert (result.assigned, result.run_id) == (3, "recluster-1")
+    new_ids = {f"bimodal_balanced/{a}" for a in held_back["Audio_Song"]}
+    assigned = _query(
+        settings,
+        "SELECT track_id, cluster_id, distance FROM "
+        "current_cluster_assignments WHERE track_id = ANY(:t)",
+        t=list(new_ids),
+    )
+    assert {r.track_id for r in assigned} == new_ids
+    centroids = {
+        c: np.array(json.loads(v))
+        for c, v in _query(
+            settings, "SELECT cluster_id, centroid::text FROM clusters WHERE run_id = 'recluster-1'"
+        )
+    }
+    embedded = dict(
+        _query(
+            settings,
+            "SELECT track_id, embedding::text FROM track_embeddings WHERE track_id = ANY(:t)",
+            t=list(new_ids),
+        )
+    )
+    for row in assigned:
+        [cluster], [distance] = nearest(np.array([json.loads(embedded[row.track_id])]), centroids)
+        assert row.cluster_id == cluster and abs(row.distance - distance) < 1e-4
+    sizes = _query(settings, "SELECT sum(size) FROM clusters WHERE run_id = 'recluster-1'")
+    assert sizes[0][0] == run.n_tracks + 3
+    assert assign_new_tracks(settings).assigned == 0  # nothing new: nothing written

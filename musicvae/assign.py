@@ -1,0 +1,113 @@
+"""catalogue_assign: newly validated tracks join the nearest existing cluster, without retraining.
+
+Between weekly retrains, tracks that pass validation are embedded with the champion and
+assigned to the closest centroid of the latest recluster run, so the catalogue never waits.
+The next recluster run re-derives every assignment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicvae import db, registry
+from musicvae.config import Settings
+from musicvae.embedding import embed_tracks
+from musicvae.recluster import upsert_embeddings
+from musicvae.retrain import SNAPSHOT_COLUMNS
+from musicvae.storage import ObjectStore
+
+log = logging.getLogger("musicvae.assign")
+
+
+@dataclass
+class AssignResult:
+    assigned: int
+    run_id: str | None = None
+    model_version: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def nearest(embeddings: np.ndarray, centroids: dict[int, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(cluster id, Euclidean distance) of the closest centroid for every row, as KMeans does."""
+    ids = np.array(sorted(centroids))
+    matrix = np.stack([centroids[i] for i in ids])
+    distances = np.linalg.norm(embeddings[:, None, :] - matrix[None, :, :], axis=2)
+    best = distances.argmin(axis=1)
+    return ids[best], distances[np.arange(len(best)), best]
+
+
+def assign_new_tracks(settings: Settings) -> AssignResult:
+    eng = db.engine(settings.database_url)
+    db.migrate(eng)
+    with eng.connect() as conn:
+        champion = registry.champion(conn, required=False)
+        if champion is None:
+            return AssignResult(0, reason="no champion model yet; the first retrain clusters all")
+        run_id = conn.execute(
+            sa.text(
+                "SELECT run_id FROM cluster_runs WHERE model_version = :v "
+                "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+            ),
+            {"v": champion.version},
+        ).scalar()
+        if run_id is None:
+            return AssignResult(0, reason="the champion has not clustered the catalogue yet")
+        tracks = [
+            dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
+            for r in conn.execute(
+                sa.text(
+                    f"SELECT {', '.join('t.' + c for c in SNAPSHOT_COLUMNS)} FROM tracks t "
+                    "WHERE t.status = 'valid' AND NOT EXISTS (SELECT 1 FROM cluster_assignments a "
+                    "WHERE a.run_id = :r AND a.track_id = t.track_id) ORDER BY t.track_id"
+                ),
+                {"r": run_id},
+            )
+        ]
+        centroids = {
+            c: np.array(json.loads(v), dtype=np.float32)
+            for c, v in conn.execute(
+                sa.text("SELECT cluster_id, centroid::text FROM clusters WHERE run_id = :r"),
+                {"r": run_id},
+            )
+        }
+    if not tracks:
+        return AssignResult(0, run_id, champion.version, "no new valid tracks")
+
+    embeddings = embed_tracks(
+        ObjectStore(settings), registry.load(ObjectStore(settings), champion), tracks
+    )
+    cluster_ids, distances = nearest(embeddings, centroids)
+    track_ids = [t["track_id"] for t in tracks]
+    with eng.begin() as conn:
+        upsert_embeddings(conn, champion.version, run_id, track_ids, embeddings)
+        db.copy_rows(
+            conn,
+            "cluster_assignments",
+            ("run_id", "track_id", "cluster_id", "distance", "assigned_by"),
+            (
+                (run_id, t, int(c), float(d), "incremental")
+                for t, c, d in zip(track_ids, cluster_ids, distances, strict=True)
+            ),
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE clusters c SET size = (SELECT count(*) FROM cluster_assignments a "
+                "WHERE a.run_id = c.run_id AND a.cluster_id = c.cluster_id) WHERE c.run_id = :r"
+            ),
+            {"r": run_id},
+        )
+    log.info(
+        "assigned %d new tracks to the clusters of run %s (model version %d)",
+        len(tracks),
+        run_id,
+        champion.version,
+    )
+    return AssignResult(len(tracks), run_id, champion.version, "assigned")

@@ -1,0 +1,51 @@
+"""The analyst role reads and cannot write; the pipeline role writes rows but changes no schema."""
+
+import uuid
+
+import psycopg2
+import pytest
+import sqlalchemy as sa
+
+from musicvae import db
+
+
+def _login(settings, group: str) -> str:
+    """A new login in `group`; returns a connection URL for it on the test database."""
+    name, password = f"u_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with db.engine(settings.database_url).begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {group}")
+    url = sa.engine.make_url(settings.database_url).set(username=name, password=password)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_an_analyst_reads_tables_and_views_but_cannot_write(settings):
+    with psycopg2.connect(_login(settings, "musicvae_reader")) as conn, conn.cursor() as cur:
+        for relation in (
+            "tracks",
+            "current_cluster_assignments",
+            "cluster_summary",
+            "cluster_changes",
+            "model_versions",
+            "data_quality_runs",
+        ):
+            cur.execute(f"SELECT count(*) FROM {relation}")
+            assert cur.fetchone() == (0,)
+        for statement in (
+            "INSERT INTO ingest_runs (run_id, landing) VALUES ('x', 'y')",
+            "UPDATE tracks SET status = 'valid'",
+            "DELETE FROM model_versions",
+            "CREATE TABLE mine (id int)",
+            "DROP VIEW current_cluster_assignments",
+        ):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            conn.rollback()
+
+
+def test_the_pipeline_role_writes_rows_but_not_the_schema(settings):
+    with psycopg2.connect(_login(settings, "musicvae_writer")) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO ingest_runs (run_id, landing) VALUES ('x', 'y')")
+        cur.execute("DELETE FROM ingest_runs WHERE run_id = 'x'")
+        assert cur.rowcount == 1
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("DROP TABLE tracks")
