@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo demo-stop stack-status test test-fast lint format clean \
-	bench bench-model bench-features bench-training
+	bench bench-model bench-features bench-training bench-sql
 
 install: $(STAMP)
 
@@ -47,7 +47,7 @@ clean: demo-stop
 
 # Benchmarks print a table and write benchmarks/results/<name>.json. BENCH_ARGS passes options
 # to bench-model, e.g. BENCH_ARGS="--tracks 300 --epochs 3" for a quick look.
-bench: bench-features bench-training bench-model
+bench: bench-features bench-training bench-sql bench-model
 
 bench-features: install
 	$(PY) -m benchmarks.bench_features
@@ -57,3 +57,6 @@ bench-training: install
 
 bench-model: install
 	$(PY) -m benchmarks.bench_model $(BENCH_ARGS)
+
+bench-sql: install
+	$(PY) -m benchmarks.bench_sql

@@ -149,3 +149,20 @@ def test_stable_ids_keep_the_previous_ids_of_matching_clusters():
     fresh = stable_ids(np.array([0, 0, 1]), ["x", "y", "t0"], {7: {"t0"}})
     assert fresh.tolist() == [8, 7]
     assert stable_ids(np.array([1, 0]), ["a", "b"], {}).tolist() == [0, 1]
+
+
+def test_similar_tracks_is_answered_from_the_hnsw_index(catalogue):
+    settings, _ = catalogue
+    with db.engine(settings.database_url).connect() as conn:
+        # Twelve rows are cheaper to scan than to look up; forbid that, as a large table would.
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        conn.execute(sa.text("SELECT * FROM similar_tracks(:t, 5)"), {"t": _track(1)}).all()
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    with db.engine(settings.database_url).connect() as conn:
+        scans = conn.execute(
+            sa.text(
+                "SELECT idx_scan FROM pg_stat_user_indexes "
+                "WHERE indexrelname = 'track_embeddings_hnsw_v1'"
+            )
+        ).scalar()
+    assert scans >= 1
