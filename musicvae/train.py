@@ -14,12 +14,12 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
 
-from musicvae.model import DEFAULT_LYRICS_WEIGHT, HybridVAE, vae_loss
+from musicvae.model import HybridVAE, vae_loss
 
 log = logging.getLogger("musicvae.train")
 
@@ -40,7 +40,11 @@ class TrainConfig:
     val_fraction: float = 0.15
     patience: int = 6
     modality_dropout: float = 0.3
-    lyrics_weight: float = DEFAULT_LYRICS_WEIGHT
+    # None: as many as there are log-mel values per clip. The audio term sums squared errors over
+    # n_mels x n_frames values of unit scale (~40k), a TF-IDF row's over at most about 1; weighted
+    # so, each modality counts about as much per track. Measured on the 200-track demo sample
+    # (genre NMI of KMeans on the means): 0.71 at 512, 0.76 at 4096, 0.78 at 32768.
+    lyrics_weight: float | None = None
     width: int = 32
 
     def to_dict(self) -> dict:
@@ -332,6 +336,8 @@ def fit(
 ) -> TrainedModel:
     """Train a HybridVAE on `data`; `resume` is a checkpoint previously passed to `on_epoch`."""
     device = select_device()
+    if config.lyrics_weight is None:
+        config = replace(config, lyrics_weight=float(data.audio.shape[1] * data.audio.shape[2]))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_rows, val_rows = _split(len(data), config.val_fraction, rng)
