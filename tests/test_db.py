@@ -61,3 +61,53 @@ def test_a_database_newer_than_the_code_is_refused(settings, tmp_path):
     db.migrate(eng, folder)
     with pytest.raises(MigrationError, match="newer than this code"):
         db.migrate(eng)
+
+
+def test_upgrading_a_populated_database_keeps_its_data(
+    new_settings, landing, tmp_path, monkeypatch
+):
+    """A catalogue at the previous schema version, with a full recluster in it, upgrades cleanly."""
+
+    from musicvae.ingest import run_ingest
+    from musicvae.promotion import decide
+    from musicvae.recluster import run_recluster
+    from musicvae.retrain import RetrainParams, prepare_features, register, take_snapshot, train
+    from musicvae.validate import run_validation
+
+    settings = new_settings()
+    eng = db.engine(settings.database_url)
+    with eng.begin() as conn:  # back to an empty schema, then only the older migrations
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    every = db.migrations()
+    previous = tmp_path / "sql" / "migrations"
+    previous.mkdir(parents=True)
+    for _, name, sql in every[:-1]:
+        (previous / name).write_text(sql)
+    # Every stage migrates before it writes: run them all as the previous release would.
+    monkeypatch.setenv("MUSICVAE_SQL_DIR", str(previous.parent))
+
+    run_ingest(settings, "ingest", str(landing))
+    run_validation(settings, "validate")
+    snapshot = take_snapshot(settings)["snapshot_id"]
+    prepare_features(settings, snapshot)
+    params = RetrainParams(epochs=1, n_clusters=3, vocab_size=64)
+    version = register(settings, train(settings, snapshot, params), "retrain")
+    decide(settings, version, margin=0.0)
+    run_recluster(settings, "recluster-1")
+    with eng.connect() as conn:
+        before = conn.execute(
+            sa.text("SELECT track_id, cluster_id FROM current_cluster_assignments ORDER BY 1")
+        ).all()
+    assert len(before) == 25
+
+    monkeypatch.delenv("MUSICVAE_SQL_DIR")
+    assert db.migrate(eng) == [every[-1][1]]
+
+    with eng.connect() as conn:
+        after = conn.execute(
+            sa.text("SELECT track_id, cluster_id FROM current_cluster_assignments ORDER BY 1")
+        ).all()
+        neighbours = conn.execute(
+            sa.text("SELECT * FROM similar_tracks(:t, 3)"), {"t": before[0][0]}
+        ).all()
+    assert after == before and len(neighbours) == 3
