@@ -22,7 +22,17 @@ DEFAULT_ARGS = {"owner": "musicvae", "retries": 2, "retry_delay": timedelta(seco
 
 
 def settings():
-    """Settings for task code, read when a task runs (not when the DAG file is parsed)."""
+    """Settings for task code, read when a task runs (not when the DAG file is parsed).
+
+    MUSICVAE_* environment variables when they are set (the local stack); otherwise the Airflow
+    Connections `musicvae_catalogue` and `musicvae_s3` (the compose deployment creates both).
+    """
     from musicvae.config import Settings
 
-    return Settings.from_env()
+    if os.environ.get("MUSICVAE_DATABASE_URL"):
+        return Settings.from_env()
+    from airflow.sdk import Connection
+
+    return Settings.from_connections(
+        Connection.get("musicvae_catalogue"), Connection.get("musicvae_s3")
+    )

@@ -47,6 +47,37 @@ class Settings:
             landing=env.get("MUSICVAE_LANDING", ""),
         )
 
+    @classmethod
+    def from_connections(cls, catalogue, s3, env: dict[str, str] | None = None) -> Settings:
+        """From Airflow Connections: `catalogue` a postgres one, `s3` an aws one whose extra
+        holds `endpoint_url` (MinIO). Bucket and landing zone still come from the environment."""
+        import sqlalchemy as sa
+
+        env = os.environ if env is None else env
+        endpoint = (s3.extra_dejson or {}).get("endpoint_url", "")
+        if not endpoint:
+            raise ConfigurationError(
+                "the musicvae_s3 connection has no endpoint_url in its extra, e.g. "
+                '{"endpoint_url": "http://minio:9000"}'
+            )
+        url = sa.URL.create(
+            "postgresql+psycopg2",
+            username=catalogue.login,
+            password=catalogue.password,
+            host=catalogue.host,
+            port=catalogue.port or 5432,
+            database=catalogue.schema,
+        )
+        return cls(
+            database_url=url.render_as_string(hide_password=False),
+            s3_endpoint=endpoint.split("://", 1)[-1].rstrip("/"),
+            s3_access_key=s3.login,
+            s3_secret_key=s3.password,
+            s3_secure=endpoint.startswith("https://"),
+            bucket=env.get("MUSICVAE_BUCKET", DEFAULT_BUCKET),
+            landing=env.get("MUSICVAE_LANDING", ""),
+        )
+
     def as_env(self) -> dict[str, str]:
         return {
             "MUSICVAE_DATABASE_URL": self.database_url,
