@@ -166,3 +166,57 @@ def test_similar_tracks_is_answered_from_the_hnsw_index(catalogue):
             )
         ).scalar()
     assert scans >= 1
+
+
+def test_messy_years_and_durations_get_typed_columns(settings):
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', '/x')"))
+        for n, (year, duration) in enumerate(
+            [("1970-??-??", "215"), ("20/06/2005", "30.5"), ("", "n/a"), ("unknown", "")]
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tracks (track_id, subset, song_id, year, metadata, ingest_run_id) "
+                    "VALUES (:t, 's', :t, :y, CAST(:m AS jsonb), 'i')"
+                ),
+                {"t": f"s/A{n}", "y": year, "m": f'{{"Duration": "{duration}"}}'},
+            )
+        rows = conn.execute(
+            sa.text("SELECT release_year, duration_s FROM tracks ORDER BY track_id")
+        ).all()
+    assert rows == [(1970, 215.0), (2005, 30.5), (None, None), (None, None)]
+
+
+def test_views_follow_the_champion_not_the_newest_run(catalogue):
+    settings, _ = catalogue
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('s', 12, '{}', 'q', 'c', 'models/y')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks) "
+                "VALUES ('run-3', 2, 1, 1)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO clusters VALUES ('run-3', 0, 1, 'x', '{}', '{}', '[0,0,0,0]')")
+        )
+        conn.execute(
+            sa.text("INSERT INTO cluster_assignments VALUES ('run-3', :t, 0, 0.1)"),
+            {"t": _track(1)},
+        )
+    with db.engine(settings.database_url).connect() as conn:
+        current = conn.execute(
+            sa.text("SELECT DISTINCT run_id FROM current_cluster_assignments")
+        ).all()
+        summary = conn.execute(sa.text("SELECT DISTINCT run_id FROM cluster_summary")).all()
+        conn.execute(sa.text("UPDATE model_aliases SET version = 2"))
+        promoted = conn.execute(
+            sa.text("SELECT DISTINCT run_id FROM current_cluster_assignments")
+        ).all()
+    assert current == summary == [("run-2",)]
+    assert promoted == [("run-3",)]
