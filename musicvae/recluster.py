@@ -6,6 +6,7 @@ rerun of the same run replaces its own rows: readers see the previous run or thi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -43,7 +44,14 @@ class ReclusterResult:
 
 
 def vector_literal(v: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.6g}" for x in v.tolist()) + "]"
+    return vector_literals(np.asarray(v)[None, :])[0]
+
+
+def vector_literals(matrix: np.ndarray) -> list[str]:
+    """pgvector text literals of every row, formatted a matrix at a time (bulk writes)."""
+    buf = io.StringIO()
+    np.savetxt(buf, matrix, fmt="%.7g", delimiter=",")
+    return ["[" + line + "]" for line in buf.getvalue().splitlines()]
 
 
 def run_recluster(
@@ -105,7 +113,7 @@ def upsert_embeddings(
         conn,
         "new_embeddings",
         ("track_id", "embedding"),
-        ((t, vector_literal(e)) for t, e in zip(track_ids, embeddings, strict=True)),
+        zip(track_ids, vector_literals(embeddings), strict=True),
     )
     conn.execute(
         sa.text(
