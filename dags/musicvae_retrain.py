@@ -59,6 +59,12 @@ from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, TRAINING_QUEUE, cron, 
             description="The new model replaces the champion unless its held-out genre NMI is "
             "lower than the champion's by more than this.",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Snapshot the valid tracks, check the parameters and compute features, "
+            "but train nothing.",
+        ),
         "vocab_size": Param(
             512,
             type="integer",
@@ -96,7 +102,13 @@ def musicvae_retrain():
         from musicvae.retrain import RetrainParams
         from musicvae.retrain import train as train_model
 
-        candidate = train_model(settings(), snap["snapshot_id"], RetrainParams.from_dict(params))
+        config = RetrainParams.from_dict(params)
+        if params["dry_run"]:
+            raise AirflowSkipException(
+                f"dry run: snapshot {snap['snapshot_id']} ({snap['n_tracks']} valid tracks) and "
+                f"features are ready; parameters {config} are valid; nothing trained"
+            )
+        candidate = train_model(settings(), snap["snapshot_id"], config)
         if candidate is None:
             raise AirflowSkipException("this snapshot and these parameters are already registered")
         return candidate

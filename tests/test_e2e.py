@@ -163,3 +163,19 @@ def test_the_model_version_is_champion_and_its_evaluation_is_served_in_the_ui(pi
     assert (
         requests.get(f"{stack.api_url}/musicvae/models/{version}/", timeout=60).status_code == 401
     )
+
+
+def test_the_retrain_form_refuses_bad_values_and_a_dry_run_trains_nothing(pipeline):
+    from musicvae.airflow_client import AirflowError
+
+    stack, client, _ = pipeline
+    for bad in ({"epochs": 0}, {"beta": -1}, {"batch_size": "many"}):
+        with pytest.raises(AirflowError, match="HTTP 400"):
+            client.trigger("musicvae_retrain", bad)
+    versions = _query(stack, "SELECT count(*) FROM model_versions")
+    run_id = client.trigger("musicvae_retrain", {"dry_run": True, "epochs": 7})
+    client.wait("musicvae_retrain", run_id, timeout=600)
+    states = client.task_states("musicvae_retrain", run_id)
+    assert states["snapshot"] == states["features"] == "success"
+    assert states["train"] == "skipped" and states["register"] == "skipped"
+    assert _query(stack, "SELECT count(*) FROM model_versions") == versions
