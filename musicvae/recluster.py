@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,14 +45,7 @@ class ReclusterResult:
 
 
 def vector_literal(v: np.ndarray) -> str:
-    return vector_literals(np.asarray(v)[None, :])[0]
-
-
-def vector_literals(matrix: np.ndarray) -> list[str]:
-    """pgvector text literals of every row, formatted a matrix at a time (bulk writes)."""
-    buf = io.StringIO()
-    np.savetxt(buf, matrix, fmt="%.7g", delimiter=",")
-    return ["[" + line + "]" for line in buf.getvalue().splitlines()]
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(v).tolist()) + "]"
 
 
 def run_recluster(
@@ -101,20 +95,40 @@ def run_recluster(
     return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
 
 
+def binary_vectors(track_ids: list[str], embeddings: np.ndarray) -> bytes:
+    """(text, vector) rows in PostgreSQL's binary COPY format: no float is formatted as text.
+
+    pgvector's binary form of a vector is int16 dimension, int16 zero, then float4s, all
+    big-endian; numpy lays out that fixed-size part of every row in one go.
+    """
+    n, dim = embeddings.shape
+    fixed = np.empty(
+        n, dtype=[("len", ">i4"), ("dim", ">i2"), ("zero", ">i2"), ("v", ">f4", (dim,))]
+    )
+    fixed["len"], fixed["dim"], fixed["zero"], fixed["v"] = 4 + 4 * dim, dim, 0, embeddings
+    raw = fixed.tobytes()
+    size = fixed.itemsize
+    out = [b"PGCOPY\n\xff\r\n\x00", struct.pack(">ii", 0, 0)]
+    for i, track_id in enumerate(track_ids):
+        key = track_id.encode()
+        out += [struct.pack(">hi", 2, len(key)), key, raw[i * size : (i + 1) * size]]
+    out.append(struct.pack(">h", -1))
+    return b"".join(out)
+
+
 def upsert_embeddings(
     conn, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
 ) -> None:
-    """One embedding per track and model version, bulk-loaded with COPY in the caller's
+    """One embedding per track and model version, bulk-loaded with binary COPY in the caller's
     transaction (through a temporary table, since COPY itself cannot upsert)."""
     conn.exec_driver_sql(
         "CREATE TEMP TABLE new_embeddings (track_id text, embedding vector) ON COMMIT DROP"
     )
-    db.copy_rows(
-        conn,
-        "new_embeddings",
-        ("track_id", "embedding"),
-        zip(track_ids, vector_literals(embeddings), strict=True),
-    )
+    with conn.connection.cursor() as cur:
+        cur.copy_expert(
+            "COPY new_embeddings (track_id, embedding) FROM STDIN WITH (FORMAT binary)",
+            io.BytesIO(binary_vectors(track_ids, embeddings)),
+        )
     conn.execute(
         sa.text(
             "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
