@@ -95,6 +95,19 @@ def run_recluster(
     return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
 
 
+def hnsw_index_sql(version: int, dim: int) -> str:
+    """The cosine HNSW index of one model version's embeddings, used by similar_tracks().
+
+    One index per version, on a cast expression: versions differ in width, and an index needs a
+    fixed dimension. ef_construction 128 (pgvector's default is 64) buys recall at build time.
+    """
+    return (
+        f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{int(version)} "
+        f"ON track_embeddings USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
+        f"WITH (m = 16, ef_construction = 128) WHERE model_version = {int(version)}"
+    )
+
+
 def binary_vectors(track_ids: list[str], embeddings: np.ndarray) -> bytes:
     """(text, vector) rows in PostgreSQL's binary COPY format: no float is formatted as text.
 
@@ -212,11 +225,4 @@ def _write(
                 for t, c, d in zip(tracks, clustering.labels, clustering.distances, strict=True)
             ),
         )
-        # Nearest-neighbour search (similar_tracks) goes through an HNSW index per model
-        # version: versions differ in width, and an index needs one fixed dimension.
-        dim = int(embeddings.shape[1])
-        conn.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{int(version)} ON track_embeddings "
-            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
-            f"WHERE model_version = {int(version)}"
-        )
+        conn.exec_driver_sql(hnsw_index_sql(version, int(embeddings.shape[1])))
