@@ -22,7 +22,12 @@ import psycopg2
 import sqlalchemy as sa
 
 from musicvae import db
-from musicvae.recluster import hnsw_index_sql, upsert_embeddings, vector_literal
+from musicvae.recluster import (
+    hnsw_index_sql,
+    upsert_embeddings,
+    vector_literal,
+    write_assignments,
+)
 from musicvae.stack import Stack
 
 log = logging.getLogger("benchmarks.sql")
@@ -90,17 +95,8 @@ def write(
         for start in range(0, len(ids), chunk):
             part = slice(start, start + chunk)
             upsert_embeddings(conn, 1, RUN, ids[part], embeddings[part])
-            conn.exec_driver_sql("DROP TABLE new_embeddings")
             distances = np.linalg.norm(embeddings[part] - centres[labels[part]], axis=1)
-            db.copy_rows(
-                conn,
-                "cluster_assignments",
-                ("run_id", "track_id", "cluster_id", "distance"),
-                (
-                    (RUN, t, int(c), float(d))
-                    for t, c, d in zip(ids[part], labels[part], distances, strict=True)
-                ),
-            )
+            write_assignments(conn, RUN, ids[part], labels[part], distances)
             log.info(
                 "wrote %d/%d embeddings + assignments (%.0f rows/s)",
                 min(start + chunk, len(ids)),

@@ -6,16 +6,14 @@ rerun of the same run replaces its own rows: readers see the previous run or thi
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, registry
+from musicvae import bulk, db, registry
 from musicvae.clustering import Clustering, agreement, describe, kmeans, stable_ids
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
@@ -108,48 +106,31 @@ def hnsw_index_sql(version: int, dim: int) -> str:
     )
 
 
-def binary_vectors(track_ids: list[str], embeddings: np.ndarray) -> bytes:
-    """(text, vector) rows in PostgreSQL's binary COPY format: no float is formatted as text.
-
-    pgvector's binary form of a vector is int16 dimension, int16 zero, then float4s, all
-    big-endian; numpy lays out that fixed-size part of every row in one go.
-    """
-    n, dim = embeddings.shape
-    fixed = np.empty(
-        n, dtype=[("len", ">i4"), ("dim", ">i2"), ("zero", ">i2"), ("v", ">f4", (dim,))]
-    )
-    fixed["len"], fixed["dim"], fixed["zero"], fixed["v"] = 4 + 4 * dim, dim, 0, embeddings
-    raw = fixed.tobytes()
-    size = fixed.itemsize
-    out = [b"PGCOPY\n\xff\r\n\x00", struct.pack(">ii", 0, 0)]
-    for i, track_id in enumerate(track_ids):
-        key = track_id.encode()
-        out += [struct.pack(">hi", 2, len(key)), key, raw[i * size : (i + 1) * size]]
-    out.append(struct.pack(">h", -1))
-    return b"".join(out)
-
-
 def upsert_embeddings(
     conn, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
 ) -> None:
-    """One embedding per track and model version, bulk-loaded with binary COPY in the caller's
-    transaction (through a temporary table, since COPY itself cannot upsert)."""
-    conn.exec_driver_sql(
-        "CREATE TEMP TABLE new_embeddings (track_id text, embedding vector) ON COMMIT DROP"
-    )
-    with conn.connection.cursor() as cur:
-        cur.copy_expert(
-            "COPY new_embeddings (track_id, embedding) FROM STDIN WITH (FORMAT binary)",
-            io.BytesIO(binary_vectors(track_ids, embeddings)),
-        )
+    """One embedding per track and model version: this version's rows for these tracks are
+    replaced, by binary COPY, inside the caller's transaction."""
     conn.execute(
-        sa.text(
-            "INSERT INTO track_embeddings (track_id, model_version, run_id, embedding) "
-            "SELECT track_id, :v, :r, embedding FROM new_embeddings "
-            "ON CONFLICT (track_id, model_version) "
-            "DO UPDATE SET run_id = EXCLUDED.run_id, embedding = EXCLUDED.embedding"
-        ),
-        {"v": version, "r": run_id},
+        sa.text("DELETE FROM track_embeddings WHERE model_version = :v AND track_id = ANY(:ids)"),
+        {"v": version, "ids": track_ids},
+    )
+    bulk.copy(
+        conn,
+        "track_embeddings",
+        ("track_id", "model_version", "run_id", "embedding"),
+        bulk.embedding_rows(track_ids, version, run_id, embeddings),
+    )
+
+
+def write_assignments(
+    conn, run_id: str, track_ids: list[str], cluster_ids: np.ndarray, distances: np.ndarray
+) -> None:
+    bulk.copy(
+        conn,
+        "cluster_assignments",
+        ("run_id", "track_id", "cluster_id", "distance"),
+        bulk.assignment_rows(run_id, track_ids, cluster_ids, distances),
     )
 
 
@@ -216,13 +197,7 @@ def _write(
         )
         # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
         upsert_embeddings(conn, version, run_id, [t["track_id"] for t in tracks], embeddings)
-        db.copy_rows(
-            conn,
-            "cluster_assignments",
-            ("run_id", "track_id", "cluster_id", "distance"),
-            (
-                (run_id, t["track_id"], int(c), float(d))
-                for t, c, d in zip(tracks, clustering.labels, clustering.distances, strict=True)
-            ),
+        write_assignments(
+            conn, run_id, [t["track_id"] for t in tracks], clustering.labels, clustering.distances
         )
         conn.exec_driver_sql(hnsw_index_sql(version, int(embeddings.shape[1])))
