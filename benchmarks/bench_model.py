@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import psycopg2
 import torch
 
 from benchmarks import research_model as research
@@ -52,12 +51,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def catalogue(stack: Stack, name: str, landing: Path):
     """A fresh database + bucket, and the landing zone ingested and validated into it."""
     db_name = f"bench_{name}_{uuid.uuid4().hex[:6]}"
-    conn = psycopg2.connect(stack.database_url("postgres", driver="postgresql"))
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{db_name}"')
-    conn.close()
     settings = replace(
-        stack.settings(), database_url=stack.database_url(db_name), bucket=db_name.replace("_", "-")
+        stack.settings(),
+        database_url=stack.create_database(db_name),
+        bucket=db_name.replace("_", "-"),
     )
     started = time.monotonic()
     run_ingest(settings, f"bench-{name}", str(landing))

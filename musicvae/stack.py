@@ -281,6 +281,19 @@ class Stack:
         for path in (pg_dir, logfile):
             shutil.chown(path, PG_SYSTEM_USER)
 
+    def create_database(self, name: str) -> str:
+        """A new, empty database on the stack's server (tests, benchmarks); returns its URL."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.database_url("postgres", driver="postgresql"))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return self.database_url(name)
+
     def _ensure_databases(self) -> None:
         import psycopg2
 

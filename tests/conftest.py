@@ -29,21 +29,14 @@ def servers(tmp_path_factory):
 @pytest.fixture
 def new_settings(servers):
     """A factory of Settings, each for a new migrated database and a new bucket."""
-    import psycopg2
-
     from musicvae import db
     from musicvae.storage import ObjectStore
 
     def make():
         name = f"t_{uuid.uuid4().hex[:12]}"
-        conn = psycopg2.connect(servers.database_url("postgres", driver="postgresql"))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
         s = replace(
             servers.settings(),
-            database_url=servers.database_url(name),
+            database_url=servers.create_database(name),
             bucket=name.replace("_", "-"),
         )
         db.migrate(db.engine(s.database_url))
