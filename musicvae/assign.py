@@ -18,7 +18,7 @@ from musicvae import db, registry
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
 from musicvae.recluster import upsert_embeddings
-from musicvae.retrain import SNAPSHOT_COLUMNS
+from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.assign")
@@ -60,17 +60,7 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
         ).scalar()
         if run_id is None:
             return AssignResult(0, reason="the champion has not clustered the catalogue yet")
-        tracks = [
-            dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
-            for r in conn.execute(
-                sa.text(
-                    f"SELECT {', '.join('t.' + c for c in SNAPSHOT_COLUMNS)} FROM tracks t "
-                    "WHERE t.status = 'valid' AND NOT EXISTS (SELECT 1 FROM cluster_assignments a "
-                    "WHERE a.run_id = :r AND a.track_id = t.track_id) ORDER BY t.track_id"
-                ),
-                {"r": run_id},
-            )
-        ]
+        tracks = valid_tracks(conn, unassigned_in_run=run_id)
         centroids = {
             c: np.array(json.loads(v), dtype=np.float32)
             for c, v in conn.execute(

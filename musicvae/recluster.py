@@ -17,7 +17,7 @@ from musicvae import bulk, db, registry
 from musicvae.clustering import Clustering, agreement, describe, kmeans, stable_ids
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
-from musicvae.retrain import SNAPSHOT_COLUMNS
+from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.recluster")
@@ -54,15 +54,7 @@ def run_recluster(
     db.migrate(eng)
     with eng.connect() as conn:
         mv = registry.get(conn, model_version) if model_version else registry.champion(conn)
-        tracks = [
-            dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
-            for r in conn.execute(
-                sa.text(
-                    f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM tracks WHERE status = 'valid' "
-                    "ORDER BY track_id"
-                )
-            )
-        ]
+        tracks = valid_tracks(conn)
     embeddings = embed_tracks(store, registry.load(store, mv), tracks)
     params = mv.params
     clustering = kmeans(embeddings, params.get("n_clusters", 8), params.get("seed", 0))

@@ -82,23 +82,32 @@ SNAPSHOT_COLUMNS = (
 )
 
 
+def valid_tracks(conn, unassigned_in_run: str | None = None) -> list[dict]:
+    """The valid tracks as snapshot rows; only those without an assignment in a given run."""
+    sql = (
+        f"SELECT {', '.join('t.' + c for c in SNAPSHOT_COLUMNS)} FROM tracks t "
+        "WHERE t.status = 'valid'"
+    )
+    if unassigned_in_run:
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM cluster_assignments a "
+            "WHERE a.run_id = :r AND a.track_id = t.track_id)"
+        )
+    rows = conn.execute(sa.text(sql + " ORDER BY t.track_id"), {"r": unassigned_in_run})
+    return [dict(zip(SNAPSHOT_COLUMNS, r, strict=True)) for r in rows]
+
+
 def take_snapshot(settings: Settings) -> dict:
     """Freeze the set of valid tracks (and their content hashes) that this retrain will use."""
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM tracks WHERE status = 'valid' "
-                "ORDER BY track_id"
-            )
-        ).all()
-    if len(rows) < MIN_TRACKS:
+        tracks = valid_tracks(conn)
+    if len(tracks) < MIN_TRACKS:
         raise NotEnoughDataError(
-            f"{len(rows)} valid tracks; training needs at least {MIN_TRACKS}. Drop a MERGE "
+            f"{len(tracks)} valid tracks; training needs at least {MIN_TRACKS}. Drop a MERGE "
             "download into the landing zone and run merge_ingest first."
         )
-    tracks = [dict(zip(SNAPSHOT_COLUMNS, r, strict=True)) for r in rows]
     identity = [(t["track_id"], t["audio_sha256"], t["lyrics_sha256"]) for t in tracks]
     snapshot_id = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     ObjectStore(settings).put_json(f"snapshots/{snapshot_id}.json", {"tracks": tracks})
