@@ -96,6 +96,13 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(report(settings, version), indent=2))
 
 
+def cmd_release(args) -> None:
+    from musicvae.quarantine import release
+
+    result = release(_settings(), args.track_id, args.reason)
+    print(f"released {result['track_id']} (was: {result['previous_reason']})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="musicvae", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -133,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="the research table and plots for a model version")
     e.add_argument("--version", type=int, default=None, help="default: the champion")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("release", help="release a quarantined track, with a recorded reason")
+    r.add_argument("track_id", help="e.g. bimodal_balanced/A001")
+    r.add_argument("--reason", required=True, help="why validation is overruled")
+    r.set_defaults(func=cmd_release)
 
     for stage in ("ingest", "validate", "recluster"):
         q = sub.add_parser(stage, help=f"run the {stage} stage here, without Airflow")
