@@ -14,13 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# A unit-norm TF-IDF row spreads over V terms, so each element has a mean square near 1/V,
-# against about 1 for a normalised log-mel pixel. Weighting the lyrics term by V = 512 (the
-# default vocabulary size) puts each lyric element on the audio's unit scale. Unweighted, a lyric
-# theme would have to explain half of a row's squared norm before it was worth a nat of KL, and
-# the lyrics expert would learn next to nothing.
-DEFAULT_LYRICS_WEIGHT = 512.0
-
 # Clamp expert log-variances so precisions stay finite (and bfloat16-safe) early in training.
 LOGVAR_RANGE = (-8.0, 8.0)
 
@@ -155,7 +148,7 @@ def vae_loss(
     has_audio: torch.Tensor,
     has_lyrics: torch.Tensor,
     beta: float,
-    lyrics_weight: float = DEFAULT_LYRICS_WEIGHT,
+    lyrics_weight: float,
 ) -> dict[str, torch.Tensor]:
     """Squared reconstruction error averaged over the samples that HAVE each modality, plus
     beta * KL(q(z | x) || N(0, I)) averaged over the batch.
