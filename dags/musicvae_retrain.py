@@ -2,7 +2,8 @@
 
 from airflow.sdk import Param, dag, task
 
-from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, TRAINING_QUEUE, cron, settings
+from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, cron, settings
+from musicvae.queues import TRAINING_POOL, TRAINING_QUEUE
 
 
 @dag(
@@ -95,7 +96,7 @@ def musicvae_retrain():
 
         return prepare_features(settings(), snap["snapshot_id"])
 
-    @task(queue=TRAINING_QUEUE)
+    @task(queue=TRAINING_QUEUE, pool=TRAINING_POOL)
     def train(snap: dict, _features: dict, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -58,6 +58,19 @@ class AirflowClient:
                 )
             time.sleep(2)
 
+    def ensure_pool(self, name: str, slots: int, description: str) -> None:
+        """Create the pool, or set its slots and description if it exists (safe to repeat)."""
+        body = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+        try:
+            self._call("PATCH", f"/pools/{name}", json=body)
+        except AirflowError as e:
+            if "HTTP 404" not in str(e):
+                raise
+            self._call("POST", "/pools", json=body)
+
+    def pool(self, name: str) -> dict:
+        return self._call("GET", f"/pools/{name}")
+
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 

@@ -15,9 +15,6 @@ def cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC")
 
 
-# The queue of the task that trains: `gpu` in the compose deployment, Airflow's default here.
-TRAINING_QUEUE = os.environ.get("MUSICVAE_TRAINING_QUEUE", "default")
-
 DEFAULT_ARGS = {"owner": "musicvae", "retries": 2, "retry_delay": timedelta(seconds=20)}
 
 

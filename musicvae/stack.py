@@ -3,6 +3,10 @@
 Every server comes from a wheel in the project's venv (no Docker engine needed). State, logs,
 ports and generated secrets live under one folder (default `.stack/`), so `up` after `up`
 reuses what is there and `down` stops exactly what `up` started.
+
+Airflow runs with the LocalExecutor by default. `executor="celery"` runs the deployment's
+CeleryExecutor instead: the stack then also starts a Redis broker (Debian's `redis-server`)
+and one Celery worker, so the Celery path can be exercised without Docker.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from pathlib import Path
 
 from musicvae.config import Settings
 from musicvae.errors import StackError
+from musicvae.queues import (
+    TRAINING_POOL,
+    TRAINING_POOL_DESCRIPTION,
+    TRAINING_POOL_SLOTS,
+    TRAINING_QUEUE,
+)
 
 log = logging.getLogger("musicvae.stack")
 
@@ -32,7 +42,21 @@ AIRFLOW_DB = "airflow"
 AIRFLOW_USER = "admin"
 # The embedded PostgreSQL binaries refuse to run as root; this user runs them instead.
 PG_SYSTEM_USER = "embedded_postgres"
-PORT_NAMES = ("postgres", "s3", "s3_master", "s3_volume", "s3_filer", "s3_admin", "api", "logs")
+PORT_NAMES = (
+    "postgres",
+    "s3",
+    "s3_master",
+    "s3_volume",
+    "s3_filer",
+    "s3_admin",
+    "api",
+    "logs",
+    "redis",
+)
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+AIRFLOW_PROCESSES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+CELERY_PROCESSES = ("airflow-celery-worker", "redis")
+REDIS_SERVER = "redis-server"
 
 
 def _port_free(port: int) -> bool:
@@ -118,7 +142,12 @@ class StackState:
 class Stack:
     """The local servers under `root`; `up()` is idempotent, `down()` stops them all."""
 
-    def __init__(self, root: Path | str = REPO_ROOT / ".stack", repo: Path = REPO_ROOT):
+    def __init__(
+        self, root: Path | str = REPO_ROOT / ".stack", repo: Path = REPO_ROOT, executor="local"
+    ):
+        if executor not in EXECUTORS:
+            raise StackError(f"unknown executor {executor!r}; choose one of {sorted(EXECUTORS)}")
+        self.executor = executor
         self.root = Path(root).resolve()
         self.repo = repo
         self.state_file = self.root / "stack.json"
@@ -149,6 +178,10 @@ class Stack:
         )
 
     @property
+    def broker_url(self) -> str:
+        return f"redis://:{self.state.secrets['redis_password']}@127.0.0.1:{self.state.ports['redis']}/0"
+
+    @property
     def airflow_password(self) -> str:
         return self.state.secrets["airflow_password"]
 
@@ -166,11 +199,14 @@ class Stack:
         db.migrate(db.engine(self.database_url()))
         storage.ObjectStore(self.settings()).ensure_bucket()
         if airflow:
+            if self.executor == "celery":
+                self._start_redis()
             self._start_airflow()
         self._write_env_file()
 
     def down(self) -> None:
-        for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-api-server", "s3"):
+        # Workers first, so none picks up a task while the scheduler shuts down.
+        for name in ("airflow-celery-worker", *reversed(AIRFLOW_PROCESSES), "redis", "s3"):
             self._stop_process(name)
         pgdata = self.root / "pg" / "data"
         if (pgdata / "postmaster.pid").exists():
@@ -185,6 +221,7 @@ class Stack:
             ("airflow-api-server", "api"),
             ("airflow-scheduler", None),
             ("airflow-dag-processor", None),
+            *((("redis", "redis"), ("airflow-celery-worker", None)) if self._celery else ()),
         ):
             out[name] = self._describe(self._running(name), port)
         return out
@@ -205,7 +242,13 @@ class Stack:
                 port = _free_port(taken | set(self.state.ports.values()))
                 self.state.ports[name] = port
             taken.add(port)
-        for name in ("pg_password", "s3_secret_key", "airflow_password", "jwt_secret"):
+        for name in (
+            "pg_password",
+            "s3_secret_key",
+            "airflow_password",
+            "jwt_secret",
+            "redis_password",
+        ):
             self.state.secrets.setdefault(name, secrets.token_urlsafe(18))
         self.state.secrets.setdefault("s3_access_key", "musicvae" + secrets.token_hex(4))
         self.state.save(self.state_file)
@@ -217,8 +260,14 @@ class Stack:
         if name.startswith("s3"):
             return self._running("s3")
         if name in ("api", "logs"):
-            return self._running("airflow-api-server") or self._running("airflow-scheduler")
+            return any(self._running(p) for p in (*AIRFLOW_PROCESSES, "airflow-celery-worker"))
+        if name == "redis":
+            return self._running("redis")
         return False
+
+    @property
+    def _celery(self) -> bool:
+        return self.executor == "celery" or self._running("airflow-celery-worker")
 
     # -- PostgreSQL ------------------------------------------------------------------------
 
@@ -364,7 +413,7 @@ class Stack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url(AIRFLOW_DB),
@@ -384,6 +433,14 @@ class Stack:
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.executor == "celery":
+            env |= {
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                # Celery's own record of every task it ran, beside Airflow's metadata.
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database_url(AIRFLOW_DB),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+            }
         return env
 
     def _start_airflow(self) -> None:
@@ -401,13 +458,14 @@ class Stack:
             )
             if result.returncode != 0:
                 raise StackError(f"airflow db migrate failed:\n{result.stderr[-3000:]}")
-        for name, args in (
-            ("airflow-api-server", ["api-server"]),
-            ("airflow-scheduler", ["scheduler"]),
-            ("airflow-dag-processor", ["dag-processor"]),
-        ):
+        for name in AIRFLOW_PROCESSES:
             if not self._running(name):
-                self._spawn(name, [airflow, *args], env)
+                self._spawn(name, [airflow, name.removeprefix("airflow-")], env)
+        if self.executor == "celery" and not self._running("airflow-celery-worker"):
+            queues = ",".join(sorted({"default", TRAINING_QUEUE}))
+            self._spawn(
+                "airflow-celery-worker", [airflow, "celery", "worker", "--queues", queues], env
+            )
         import urllib.request
 
         def healthy() -> bool:
@@ -416,6 +474,35 @@ class Stack:
 
         _wait(healthy, "Airflow api-server", 180, self.root / "logs" / "airflow-api-server.log")
         log.info("Airflow answers at %s", self.api_url)
+        from musicvae.airflow_client import AirflowClient
+
+        client = AirflowClient(self.api_url, AIRFLOW_USER, self.airflow_password)
+        client.ensure_pool(TRAINING_POOL, TRAINING_POOL_SLOTS, TRAINING_POOL_DESCRIPTION)
+
+    # -- Redis (the Celery broker) ---------------------------------------------------------
+
+    def _start_redis(self) -> None:
+        server = shutil.which(REDIS_SERVER)
+        if server is None:
+            raise StackError(
+                "the CeleryExecutor stack needs Redis: apt-get install redis-server "
+                "(make test installs it when run as root)"
+            )
+        if not self._running("redis"):
+            data = self.root / "redis"
+            data.mkdir(exist_ok=True)
+            config = data / "redis.conf"
+            # A config file, not arguments: the password stays out of the process list.
+            config.write_text(
+                f"bind 127.0.0.1\nport {self.state.ports['redis']}\ndir {data}\n"
+                f'save ""\nappendonly no\nrequirepass {self.state.secrets["redis_password"]}\n'
+            )
+            config.chmod(0o600)
+            self._spawn("redis", [server, str(config)], dict(os.environ))
+        import redis
+
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=2)
+        _wait(client.ping, "Redis", 30, self.root / "logs" / "redis.log")
 
     # -- processes -------------------------------------------------------------------------
 

@@ -44,8 +44,10 @@ print(json.dumps({"seconds": seconds, "imported": sorted(set(sys.modules) - befo
 
 
 def _airflow_env(tmp_path) -> dict:
+    # The DAGs' defaults, whatever queue or pool the developer's shell may set.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MUSICVAE_TRAINING_")}
     return {
-        **os.environ,
+        **inherited,
         "AIRFLOW_HOME": str(tmp_path),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_DIR),
@@ -59,7 +61,8 @@ def dagbag(tmp_path_factory):
         f"bag = DagBag(dag_folder={str(DAG_DIR)!r})\n"
         "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},"
         " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'params': sorted(d.params.keys()),"
-        " 'tasks': {t.task_id: t.retries for t in d.tasks}} for d in bag.dags.values()}}))"
+        " 'tasks': {t.task_id: t.retries for t in d.tasks},"
+        " 'pools': {t.task_id: [t.pool, t.queue] for t in d.tasks}} for d in bag.dags.values()}}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -95,6 +98,17 @@ def test_the_retrain_form_offers_every_training_parameter(dagbag):
         "seed",
         "n_clusters",
     }
+
+
+def test_only_training_takes_the_one_slot_training_pool(dagbag):
+    pools = {
+        (dag_id, task_id): pool_queue
+        for dag_id, dag in dagbag["dags"].items()
+        for task_id, pool_queue in dag["pools"].items()
+    }
+    # Locally (no MUSICVAE_TRAINING_QUEUE) training stays on Airflow's default queue.
+    assert pools.pop(("musicvae_retrain", "train")) == ["training", "default"]
+    assert {pool for pool, _ in pools.values()} == {"default_pool"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
