@@ -1,4 +1,6 @@
-"""Profiles newly ingested tracks and quarantines the ones that fail, with reasons."""
+"""Profiles newly ingested tracks, runs the data-quality suites and quarantines the tracks that
+fail, with reasons. A batch-level failure fails the run without retries and emits no asset event,
+so nothing downstream trains on it."""
 
 from airflow.sdk import dag, task
 
@@ -15,11 +17,16 @@ from musicvae.assets import CATALOGUE_RAW, CATALOGUE_VALIDATED, DEFAULT_ARGS, se
 def merge_validate():
     @task(outlets=[CATALOGUE_VALIDATED])
     def validate(run_id=None) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        from musicvae.errors import BatchValidationError
         from musicvae.validate import run_validation
 
-        result = run_validation(settings(), run_id)
+        try:
+            result = run_validation(settings(), run_id)
+        except BatchValidationError as e:
+            # The same input fails the same way: retrying would only delay the alarm.
+            raise AirflowFailException(f"{type(e).__name__}: {e}") from e
         if not result.tracks_checked:
             raise AirflowSkipException("no new tracks to validate")
         return result.as_dict()

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from musicvae.errors import CatalogueError
+from musicvae.errors import CatalogueError, MetadataSchemaError
 
 log = logging.getLogger("musicvae.catalogue")
 
@@ -262,7 +262,10 @@ def _scan_subset(landing: Landing, folder: str, paths: list[str]) -> SubsetScan:
     id_cols = ["Audio_Song", "Lyric_Song"] if bimodal else ["Song"]
     missing = [c for c in [*id_cols, "Quadrant"] if c not in df.columns]
     if missing:
-        raise CatalogueError(f"{meta_path}: required column(s) {missing} missing")
+        raise MetadataSchemaError(
+            f"{meta_path}: required column(s) {missing} missing, so no row can be paired with "
+            "its files; nothing was ingested. Restore the column from the MERGE release."
+        )
 
     audio_base = f"{folder}/audio" if bimodal else folder
     lyrics_base = f"{folder}/lyrics" if bimodal else folder

@@ -13,6 +13,10 @@ class CatalogueError(MusicVAEError):
     """The landing zone does not look like a MERGE release (missing folder, unreadable metadata)."""
 
 
+class MetadataSchemaError(CatalogueError):
+    """A metadata CSV lacks a column the ingest needs to pair rows with files (a batch failure)."""
+
+
 class AudioDecodeError(MusicVAEError):
     """An audio file could not be decoded into samples."""
 
@@ -27,3 +31,8 @@ class MigrationError(MusicVAEError):
 
 class ModelNotFoundError(MusicVAEError):
     """No model version exists yet: run the musicvae_retrain DAG first."""
+
+
+class BatchValidationError(MusicVAEError):
+    """A validation run failed as a whole (broken metadata schema, no valid track, a collapse of
+    the valid fraction); no track changed status and nothing downstream should run."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import mimetypes
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,38 +30,76 @@ class QualityRun:
     tracks_valid: int
     tracks_quarantined: int
     report_key: str
+    status: str
+    docs_key: str | None
+
+
+_RUNS = (
+    "SELECT run_id, started_at, tracks_checked, tracks_valid, tracks_quarantined, report_key, "
+    "status, docs_key FROM data_quality_runs WHERE report_key IS NOT NULL"
+)
 
 
 def quality_runs(settings: Settings, limit: int = 50) -> list[QualityRun]:
     with db.engine(settings.database_url).connect() as conn:
         rows = conn.execute(
-            sa.text(
-                "SELECT run_id, started_at, tracks_checked, tracks_valid, tracks_quarantined, "
-                "report_key FROM data_quality_runs WHERE report_key IS NOT NULL "
-                "ORDER BY started_at DESC LIMIT :n"
-            ),
-            {"n": limit},
+            sa.text(f"{_RUNS} ORDER BY started_at DESC, run_id DESC LIMIT :n"), {"n": limit}
         ).all()
     return [QualityRun(*r) for r in rows]
 
 
-def report_html(settings: Settings, run_id: str | None = None) -> str:
-    """The report of one run, or of the latest run when run_id is None."""
-    runs = quality_runs(settings, limit=1 if run_id is None else 500)
-    match = [r for r in runs if run_id is None or r.run_id == run_id]
-    if not match:
+def quality_run(settings: Settings, run_id: str | None = None) -> QualityRun:
+    """One run, or the latest one when run_id is None."""
+    if run_id is None:
+        runs = quality_runs(settings, limit=1)
+    else:
+        with db.engine(settings.database_url).connect() as conn:
+            runs = [
+                QualityRun(*r)
+                for r in conn.execute(sa.text(f"{_RUNS} AND run_id = :r"), {"r": run_id})
+            ]
+    if not runs:
         raise ReportNotFoundError(
             f"no data-quality report for run {run_id!r}"
             if run_id
             else "no data-quality report yet: merge_validate publishes one per run"
         )
-    return ObjectStore(settings).get_bytes(match[0].report_key).decode()
+    return runs[0]
+
+
+def report_html(settings: Settings, run_id: str | None = None, base: str | None = None) -> str:
+    """The report of one run, or of the latest run when run_id is None.
+
+    `base` is where the run's own folder is relative to the page serving it: the report links
+    to its Data Docs as 'docs/index.html', which must resolve under that run's folder whether
+    the page is served as the latest report or as the run's report.
+    """
+    run = quality_run(settings, run_id)
+    page = ObjectStore(settings).get_bytes(run.report_key).decode()
+    if base is None:
+        return page
+    href = html.escape(base.format(run=quote(run.run_id, safe="")), quote=True)
+    return page.replace("<meta charset=utf-8>", f"<meta charset=utf-8><base href='{href}'>", 1)
+
+
+def docs_file(settings: Settings, run_id: str, path: str) -> tuple[bytes, str]:
+    """One file of a run's Great Expectations Data Docs site, with its media type."""
+    run = quality_run(settings, run_id)
+    parts = path.split("/")
+    if run.docs_key is None or not path or any(p in ("", ".", "..") for p in parts):
+        raise ReportNotFoundError(f"no Data Docs file {path!r} for run {run_id!r}")
+    prefix = run.docs_key.rsplit("/", 1)[0]
+    try:
+        data = ObjectStore(settings).get_bytes(f"{prefix}/{path}")
+    except Exception as e:  # noqa: BLE001 - a missing object is a 404 whatever the S3 error code
+        raise ReportNotFoundError(f"no Data Docs file {path!r} for run {run_id!r}") from e
+    return data, mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
 
 
 def index_html(settings: Settings) -> str:
     rows = "".join(
-        f"<tr><td><a href='runs/{quote(r.run_id, safe='')}'>{html.escape(r.run_id)}</a></td>"
-        f"<td>{r.started_at:%Y-%m-%d %H:%M}</td><td>{r.tracks_checked}</td>"
+        f"<tr><td><a href='runs/{quote(r.run_id, safe='')}/'>{html.escape(r.run_id)}</a></td>"
+        f"<td>{r.status}</td><td>{r.started_at:%Y-%m-%d %H:%M}</td><td>{r.tracks_checked}</td>"
         f"<td>{r.tracks_valid}</td><td>{r.tracks_quarantined}</td></tr>"
         for r in quality_runs(settings)
     )
@@ -68,7 +107,7 @@ def index_html(settings: Settings) -> str:
         "<!doctype html><meta charset=utf-8><title>Data quality</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px}</style>"
         "<h1>Data-quality runs</h1><p><a href='latest'>Latest report</a></p>"
-        "<table><tr><th>run</th><th>started</th><th>checked</th><th>valid</th>"
+        "<table><tr><th>run</th><th>status</th><th>started</th><th>checked</th><th>valid</th>"
         f"<th>quarantined</th></tr>{rows}</table>"
     )
 

@@ -1,5 +1,6 @@
 """Puts musicvae's reports in the Airflow UI, behind the UI's own login: data quality per
-validation run, and the evaluation (research table, plots) of each model version.
+validation run (musicvae's report and the Great Expectations Data Docs site), and the evaluation
+(research table, plots) of each model version.
 
 The reports live in object storage; this FastAPI app, mounted in the api-server at /musicvae,
 serves them to logged-in users, and a navigation entry opens the latest one inside the UI.
@@ -36,18 +37,38 @@ async def data_quality_index():
     return await _render(index_html)
 
 
+# A report links to its Data Docs as "docs/index.html"; each route says where, relative to
+# itself, the run's folder is (runs/<id>/), so the link works from every route.
 @app.get("/data-quality/latest", response_class=HTMLResponse)
 async def latest_report():
     from musicvae.reports import report_html
 
-    return await _render(report_html)
+    return await _render(report_html, None, "runs/{run}/")
 
 
 @app.get("/data-quality/runs/{run_id}", response_class=HTMLResponse)
 async def run_report(run_id: str):
     from musicvae.reports import report_html
 
-    return await _render(report_html, run_id)
+    return await _render(report_html, run_id, "{run}/")
+
+
+@app.get("/data-quality/runs/{run_id}/", response_class=HTMLResponse)
+async def run_report_folder(run_id: str):
+    from musicvae.reports import report_html
+
+    return await _render(report_html, run_id, "./")
+
+
+@app.get("/data-quality/runs/{run_id}/docs/{path:path}")
+async def data_docs(run_id: str, path: str):
+    from musicvae.reports import ReportNotFoundError, docs_file
+
+    try:
+        content, media = await run_in_threadpool(docs_file, _settings(), run_id, path)
+    except ReportNotFoundError as e:
+        raise HTTPException(status_code=404, detail=str(e)) from e
+    return Response(content, media_type=media)
 
 
 @app.get("/models/{version}/", response_class=HTMLResponse)
