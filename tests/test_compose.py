@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import tomllib
 from pathlib import Path
@@ -432,6 +433,34 @@ def test_default_worker_never_takes_gpu_work(services):
     assert _queues(worker["command"]) == {"default"}
     assert "deploy" not in worker or not worker["deploy"].get("resources")
     assert worker["environment"]["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == "default"
+
+
+def test_training_goes_to_the_gpu_queue_and_a_one_slot_pool_that_init_creates(services):
+    from musicvae.queues import TRAINING_POOL_SLOTS
+
+    for name in AIRFLOW_LONG_RUNNING | {"airflow-init"}:
+        env = services[name]["environment"]
+        assert env["MUSICVAE_TRAINING_QUEUE"] == "gpu", name
+        assert env["MUSICVAE_TRAINING_POOL"] == "training", name
+    # The only worker that consumes the training queue runs one task at a time.
+    consumers = [
+        name
+        for name, service in services.items()
+        if name.startswith("airflow-worker") and "gpu" in _queues(service["command"])
+    ]
+    assert consumers == ["airflow-worker-gpu"]
+    command = services["airflow-worker-gpu"]["command"]
+    assert command[command.index("--concurrency") + 1] == "1"
+    script = services["airflow-init"]["command"][-1]
+    [pool_line] = [line for line in script.splitlines() if "airflow pools set" in line]
+    # The rendered model keeps compose's $$ escape; the container's shell sees one $.
+    args = shlex.split(pool_line.replace("$$", "$"))
+    assert args[:5] == ["airflow", "pools", "set", "$MUSICVAE_TRAINING_POOL", "1"]
+    assert int(args[4]) == TRAINING_POOL_SLOTS
+    # The pool exists before any scheduler or worker starts.
+    for name in AIRFLOW_LONG_RUNNING:
+        depends = services[name]["depends_on"]["airflow-init"]
+        assert depends["condition"] == "service_completed_successfully", name
 
 
 def test_only_the_gpu_worker_reserves_a_gpu(services):
