@@ -233,6 +233,9 @@ def check_track(row, store: ObjectStore, limits: Thresholds, known: dict) -> Tra
         p.update(cached or profile_audio(store.get_bytes(row.audio_key), limits.silence_dbfs))
         p["profiled"] = cached is None
         judge_audio(p, limits, check)
+        suffix = row.audio_key.rsplit(".", 1)[-1].upper()
+        if p["audio_decodable"] and p["codec"] != suffix:
+            check.warn("audio_format", f"a {p['codec']} file named .{suffix.lower()}")
     if row.lyrics_key:
         cached = known.get(("lyrics", row.lyrics_sha256))
         p.update(cached or profile_lyrics(store.get_bytes(row.lyrics_key)))
