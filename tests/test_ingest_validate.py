@@ -1,13 +1,18 @@
 """Ingest and validation against the real PostgreSQL and S3 servers, on a catalogue with defects."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from musicvae import db
+from musicvae.errors import ConfigurationError
 from musicvae.ingest import run_ingest
 from musicvae.storage import ObjectStore
-from musicvae.validate import run_validation
+from musicvae.thresholds import load
+from musicvae.validate import ValidationResult, batch_failure, run_validation
 
 BIMODAL = "MERGE_Bimodal_Balanced"
 
@@ -141,3 +146,42 @@ def test_an_s3_landing_zone_works_like_a_folder(settings, landing: Path):
     from_s3 = run_ingest(settings, "ingest-s3", f"s3://{settings.bucket}/landing")
     assert from_s3.tracks_new == 28 and from_s3.rejected == 3
     assert not run_ingest(settings, "ingest-s3-2", f"s3://{settings.bucket}/landing").changed
+
+
+def test_content_profiled_before_is_not_decoded_again(settings, landing):
+    run_ingest(settings, "ingest-1", str(landing))
+    run_validation(settings, "validate-1")
+    csv = landing / BIMODAL / "merge_bimodal_balanced_metadata.csv"
+    rows = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    rows.loc[rows.index[:2], "Title"] = "A corrected title"
+    rows.to_csv(csv, index=False)
+    assert run_ingest(settings, "ingest-2", str(landing)).tracks_changed == 2
+
+    again = run_validation(settings, "validate-2")
+
+    assert (again.tracks_checked, again.tracks_profiled) == (2, 0)
+    assert again.tracks_valid == 2
+
+
+def _previous(valid_fraction: float, tracks_checked: int):
+    return SimpleNamespace(valid_fraction=valid_fraction, tracks_checked=tracks_checked)
+
+
+def test_a_collapse_of_the_valid_fraction_fails_the_batch():
+    limits = load()  # drop 0.5, at least 20 tracks in both runs
+    result = ValidationResult("r", tracks_checked=100, tracks_valid=30)
+    assert "collapsed from 90% (previous run) to 30%" in batch_failure(
+        result, [], _previous(0.9, 100), limits
+    )
+    assert batch_failure(result, [], _previous(0.7, 100), limits) is None  # a drop of 0.4
+    assert batch_failure(result, [], _previous(0.9, 10), limits) is None  # too few to compare
+    assert batch_failure(result, [], None, limits) is None
+
+
+def test_thresholds_come_from_the_documented_file_and_a_broken_one_says_what_to_do(tmp_path):
+    limits = load()
+    assert (limits.min_duration_s, limits.subset_rows["audio_complete"]) == (15.0, 3554)
+    broken = tmp_path / "dq.toml"
+    broken.write_text("[audio]\nmin_duration_s = 1.0\n")
+    with pytest.raises(ConfigurationError, match=r"\[audio\] max_duration_s is missing"):
+        load(broken)
