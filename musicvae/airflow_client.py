@@ -85,6 +85,9 @@ class AirflowClient:
         tis = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {t["task_id"]: t["state"] for t in tis["task_instances"]}
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
     def wait(self, dag_id: str, run_id: str, timeout: float = 1800, every: float = 3) -> dict:
         """Wait for a run to finish, logging task progress; raise if it failed."""
         started, last = time.monotonic(), None

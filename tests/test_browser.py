@@ -1,0 +1,187 @@
+"""The Airflow UI in a real browser: log in, retrain from the trigger form, read data quality.
+
+Playwright drives Debian's Chromium (`/usr/bin/chromium`, installed by `make test`; no browser
+is downloaded) against an api-server this test starts. Screenshots of every step are written
+to test-artifacts/browser/ (git-ignored), so a failure can be seen, not only read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import sqlalchemy as sa
+
+from musicvae import db
+from musicvae.airflow_client import AirflowClient, utcnow
+from musicvae.demo import run_and_follow
+from musicvae.queues import TRAINING_POOL
+from musicvae.sample import build_sample
+from musicvae.stack import AIRFLOW_USER, Stack
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+# Every training parameter differs from the form's default, and the training stays tiny.
+FORM_VALUES = {
+    "epochs": 2,
+    "beta": 0.5,
+    "latent_dim": 8,
+    "learning_rate": 0.002,
+    "batch_size": 8,
+    "seed": 7,
+    "n_clusters": 3,
+    "vocab_size": 64,
+}
+TRACKS = 12
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A running stack whose catalogue is ingested and validated, and a logged-in REST client."""
+    stack = Stack(tmp_path_factory.mktemp("browser-stack"))
+    stack.up()
+    try:
+        build_sample(stack.landing, tracks=TRACKS, seed=3, progress=False)
+        client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
+        client.wait_for_dags(["merge_ingest", "merge_validate", "musicvae_retrain"])
+        since = utcnow()
+        _unpause_retrain_and_let_its_slot_skip(client, since)
+        client.unpause("merge_ingest")
+        client.unpause("merge_validate")
+        runs: dict[str, str] = {}
+        run_and_follow(client, "merge_ingest", {}, runs, since, timeout=300)
+        yield stack, client, runs
+    finally:
+        stack.down()
+
+
+def _unpause_retrain_and_let_its_slot_skip(client: AirflowClient, since: str) -> None:
+    """Unpausing starts the weekly slot at once; on the empty catalogue it skips.
+
+    Waiting for it here keeps it from training with the defaults once the data has landed.
+    """
+    client.unpause("musicvae_retrain")
+    deadline = time.monotonic() + 60
+    while not (runs := client.runs_since("musicvae_retrain", since)):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(2)
+    for run_id in runs:
+        client.wait("musicvae_retrain", run_id, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def page(ui):
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("Playwright is missing: pip install -e '.[dev]' (make install)")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does it as root)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def _query(stack, sql: str, **params):
+    with db.engine(stack.database_url()).connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+@pytest.fixture(scope="module")
+def triggered_run(ui, page):
+    """Log in through the login page, open musicvae_retrain and trigger it from the form."""
+    from playwright.sync_api import expect
+
+    stack, client, _ = ui
+    page.goto(stack.api_url)
+    page.wait_for_url("**/auth/login**")
+    _shot(page, "01-login")
+    page.locator("input[name=username]").fill(AIRFLOW_USER)
+    page.locator("input[name=password]").fill(stack.airflow_password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+    page.get_by_test_id("nav-dags-link").click()
+    page.get_by_role("link", name="musicvae_retrain", exact=True).first.click()
+    # The DAG page has rendered once its task list shows (the address changes before that).
+    expect(page.get_by_test_id("snapshot")).to_be_visible()
+    _shot(page, "02-dag")
+
+    page.get_by_test_id("trigger-dag-button").click()
+    form = page.get_by_role("dialog")
+    for name, value in FORM_VALUES.items():
+        field = form.get_by_role("spinbutton", name=name, exact=True)
+        field.fill(str(value))
+        field.blur()
+    _shot(page, "03-trigger-form")
+    form.get_by_test_id("trigger-dag-submit").click()
+    # The UI opens the new run's page; its id is the last part of the address.
+    page.wait_for_url("**/dags/musicvae_retrain/runs/**")
+    run_id = unquote(page.url.rsplit("/runs/", 1)[1])
+    client.wait("musicvae_retrain", run_id, timeout=900)
+    page.reload()
+    return run_id
+
+
+def test_the_run_triggered_from_the_form_succeeds_in_the_ui(page, triggered_run):
+    from playwright.sync_api import expect
+
+    assert triggered_run.startswith("manual__")
+    expect(page.get_by_text(triggered_run).first).to_be_visible()
+    expect(page.get_by_text("Success").first).to_be_visible()
+    _shot(page, "04-run-succeeded")
+
+
+def test_the_registered_model_version_carries_the_form_values(ui, triggered_run):
+    stack, client, _ = ui
+    assert client.run("musicvae_retrain", triggered_run)["conf"].items() >= FORM_VALUES.items()
+    [(params,)] = _query(
+        stack, "SELECT params FROM model_versions WHERE dag_run_id = :r", r=triggered_run
+    )
+    assert params == FORM_VALUES
+
+
+def test_training_ran_in_the_one_slot_training_pool(ui, triggered_run):
+    _, client, _ = ui
+    train = client.task_instance("musicvae_retrain", triggered_run, "train")
+    assert train["pool"] == TRAINING_POOL == "training" and train["state"] == "success"
+    assert client.pool(TRAINING_POOL)["slots"] == 1
+
+
+def test_the_data_quality_link_shows_the_latest_report(ui, page, triggered_run):
+    from playwright.sync_api import expect
+
+    _, _, runs = ui
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Data quality").click()
+    page.wait_for_url("**/data-quality**")
+    report = page.frame_locator("iframe").first
+    expect(report.get_by_text(runs["merge_validate"]).first).to_be_visible()
+    expect(report.get_by_text("bimodal_balanced/A001").first).to_be_visible()
+    _shot(page, "05-data-quality")
