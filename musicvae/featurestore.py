@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from musicvae.features import MelConfig, decode_audio, fit_clip, log_mel
+from musicvae.features import MelConfig, extract_mels
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.featurestore")
@@ -34,8 +34,8 @@ def ensure_mels(
 ) -> int:
     """Compute and cache the mel of every (audio_key, sha256) not cached yet; returns how many.
 
-    Decoding (S3 fetch + MP3) runs in threads; the mel transform runs on whole batches, on the
-    GPU when there is one.
+    Fetch, decode and log-mel run in threads, one file each (`extract_mels`); on a GPU the
+    log-mel runs on whole batches there instead.
     """
     cached = {
         k.rsplit("/", 1)[-1].removesuffix(".npy")
@@ -47,13 +47,11 @@ def ensure_mels(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.monotonic()
 
-    def clip(item: tuple[str, str]) -> np.ndarray:
-        return fit_clip(*decode_audio(store.get_bytes(item[0])), cfg)
-
     with ThreadPoolExecutor(max_workers=4) as pool:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            mels = log_mel(np.stack(list(pool.map(clip, batch))), cfg, device)
+            # Threads beyond the cores cover the S3 round trips.
+            mels = extract_mels(store.get_bytes, [key for key, _ in batch], cfg, device, workers=4)
             list(
                 pool.map(
                     lambda pair: store.put_bytes(

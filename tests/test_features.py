@@ -12,6 +12,7 @@ from musicvae.features import (
     LyricsVectorizer,
     MelConfig,
     decode_audio,
+    extract_mels,
     fit_clip,
     log_mel,
     mel_from_bytes,
@@ -116,6 +117,26 @@ def test_log_mel_of_a_clip_does_not_depend_on_its_batch():
     assert together[0].max() - together[0].min() <= 80.0 + 1e-3  # top_db floor per clip
 
 
+@pytest.mark.parametrize("cfg", [SMALL, MelConfig()], ids=["small", "default"])
+def test_log_mel_equals_torchaudio_melspectrogram_to_db(cfg):
+    # The feature definition: torchaudio's MelSpectrogram(power=2) + AmplitudeToDB(top_db=80),
+    # floored per clip. log_mel computes it its own, faster way and must give the same numbers.
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(cfg.n_samples).astype(np.float32) * 0.1
+    waves = np.stack([noise, tone(440, cfg.clip_seconds, cfg.sample_rate, 0.001)])
+    reference = torch.nn.Sequential(
+        torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            n_mels=cfg.n_mels,
+            power=2.0,
+        ),
+        torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0),
+    )(torch.from_numpy(waves).unsqueeze(1)).squeeze(1)
+    np.testing.assert_allclose(log_mel(waves, cfg), reference.numpy(), atol=1e-3)
+
+
 def test_log_mel_accepts_tensors():
     waves = torch.zeros(1, SMALL.n_samples)
     assert log_mel(waves, SMALL).shape == (1, SMALL.n_mels, SMALL.n_frames)
@@ -124,6 +145,26 @@ def test_log_mel_accepts_tensors():
 def test_mel_from_bytes_is_cache_sized():
     mel = mel_from_bytes(encode(tone(440, 0.5, 16000), 16000, "FLAC"), SMALL)
     assert mel.shape == (SMALL.n_mels, SMALL.n_frames) and mel.dtype == np.float16
+
+
+def test_extract_mels_matches_one_clip_at_a_time_in_order():
+    blobs = {
+        f: encode(tone(f, 0.8 + f / 1000, SMALL.sample_rate), SMALL.sample_rate, "FLAC")
+        for f in (220, 440, 880, 1760)
+    }
+    threads = torch.get_num_threads()
+    out = extract_mels(blobs.__getitem__, list(blobs), SMALL, workers=2)
+    expected = np.stack(
+        [log_mel(fit_clip(*decode_audio(b), SMALL)[None], SMALL)[0] for b in blobs.values()]
+    )
+    np.testing.assert_array_equal(out, expected)
+    assert torch.get_num_threads() == threads  # the one-thread setting is undone
+
+
+def test_extract_mels_reports_an_undecodable_file():
+    blobs = {"good": encode(tone(440, 1.0, 8000), 8000, "WAV"), "bad": b"not audio"}
+    with pytest.raises(AudioDecodeError, match=r"cannot decode audio \(9 bytes\)"):
+        extract_mels(blobs.__getitem__, ["good", "bad"], SMALL)
 
 
 def test_key_is_stable_and_covers_every_field():
