@@ -46,12 +46,12 @@ def run_pipeline(client: AirflowClient, retrain_conf: dict, timeout: float = 180
     for dag_id in DAGS:
         client.unpause(dag_id)
     runs: dict[str, str] = {}
-    run_and_follow(client, "merge_ingest", {}, runs, since, timeout)
-    run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
+    _run_and_follow(client, "merge_ingest", {}, runs, since, timeout)
+    _run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
     return PipelineRuns(runs)
 
 
-def run_and_follow(
+def _run_and_follow(
     client: AirflowClient, dag_id: str, conf: dict, runs: dict, since: str, timeout: float
 ) -> None:
     run_id = client.trigger(dag_id, conf)

@@ -55,7 +55,6 @@ PORT_NAMES = (
 )
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 AIRFLOW_PROCESSES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
-CELERY_PROCESSES = ("airflow-celery-worker", "redis")
 REDIS_SERVER = "redis-server"
 
 
@@ -179,7 +178,8 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        return f"redis://:{self.state.secrets['redis_password']}@127.0.0.1:{self.state.ports['redis']}/0"
+        password, port = self.state.secrets["redis_password"], self.state.ports["redis"]
+        return f"redis://:{password}@127.0.0.1:{port}/0"
 
     @property
     def airflow_password(self) -> str:

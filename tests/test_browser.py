@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from musicvae import db
 from musicvae.airflow_client import AirflowClient, utcnow
-from musicvae.demo import run_and_follow
 from musicvae.queues import TRAINING_POOL
 from musicvae.sample import build_sample
 from musicvae.stack import AIRFLOW_USER, Stack
@@ -52,7 +51,7 @@ TRACKS = 12
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """A running stack whose catalogue is ingested and validated, and a logged-in REST client."""
+    """A stack with its catalogue ingested and validated; a REST client; the validation run id."""
     stack = Stack(tmp_path_factory.mktemp("browser-stack"))
     stack.up()
     try:
@@ -63,9 +62,12 @@ def ui(tmp_path_factory):
         _unpause_retrain_and_let_its_slot_skip(client, since)
         client.unpause("merge_ingest")
         client.unpause("merge_validate")
-        runs: dict[str, str] = {}
-        run_and_follow(client, "merge_ingest", {}, runs, since, timeout=300)
-        yield stack, client, runs
+        ingest_run = client.trigger("merge_ingest")
+        for run_id in client.runs_since("merge_ingest", since):
+            client.wait("merge_ingest", run_id, timeout=300)
+        [(_, validate_run)] = client.triggered_runs("merge_ingest", since, ingest_run)
+        client.wait("merge_validate", validate_run, timeout=300)
+        yield stack, client, validate_run
     finally:
         stack.down()
 
@@ -177,11 +179,11 @@ def test_training_ran_in_the_one_slot_training_pool(ui, triggered_run):
 def test_the_data_quality_link_shows_the_latest_report(ui, page, triggered_run):
     from playwright.sync_api import expect
 
-    _, _, runs = ui
+    _, _, validate_run = ui
     page.get_by_role("button", name="Browse").click()
     page.get_by_role("menuitem", name="Data quality").click()
     page.wait_for_url("**/data-quality**")
     report = page.frame_locator("iframe").first
-    expect(report.get_by_text(runs["merge_validate"]).first).to_be_visible()
+    expect(report.get_by_text(validate_run).first).to_be_visible()
     expect(report.get_by_text("bimodal_balanced/A001").first).to_be_visible()
     _shot(page, "05-data-quality")
