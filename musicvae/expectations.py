@@ -57,7 +57,8 @@ def _kwargs(kwargs: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in kwargs.items())
 
 
-def _gx():
+def import_gx():
+    """great_expectations, imported (seconds, the first time) with usage statistics off."""
     # No usage statistics leave the machine; GX reads this when it is imported.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -67,7 +68,7 @@ def _gx():
 
 def profile_suite(limits: Thresholds) -> list[tuple[object, str]]:
     """Expectations over the track_profiles rows of one run (one row per track checked)."""
-    e = _gx().expectations
+    e = import_gx().expectations
     from great_expectations.expectations.row_conditions import Column
 
     decoded = {"row_condition": Column("audio_decodable") == True}  # noqa: E712 - builds a condition
@@ -132,7 +133,7 @@ def profile_suite(limits: Thresholds) -> list[tuple[object, str]]:
 
 def metadata_suite(subset: str, limits: Thresholds) -> list[tuple[object, str]]:
     """Expectations over the metadata of every track of one MERGE subset, as ingested."""
-    e = _gx().expectations
+    e = import_gx().expectations
     kind = subset.split("_")[0]
     ids = {"audio": {"Song": AUDIO_ID}, "lyrics": {"Song": LYRIC_ID}}.get(
         kind, {"Audio_Song": AUDIO_ID, "Lyric_Song": LYRIC_ID}
@@ -156,7 +157,7 @@ def run_suites(
     batches: dict[str, tuple[pd.DataFrame, list[tuple[object, str]]]], docs_dir: Path
 ) -> list[Outcome]:
     """Validate each named DataFrame against its expectations; build the Data Docs in docs_dir."""
-    gx = _gx()
+    gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
