@@ -23,6 +23,7 @@ each (both cores together), which says how much work a path does whatever else r
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -33,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmarks.research_model import research_features
-from musicvae.features import MelConfig, extract_mels
+from musicvae.features import MelConfig, decode_audio, extract_mels
 from musicvae.sample import build_sample
 
 log = logging.getLogger("benchmarks.features")
@@ -88,6 +90,18 @@ def ours(paths: list[Path], cfg: MelConfig, device: str) -> np.ndarray:
     return extract_mels(Path.read_bytes, paths, cfg, device, workers=WORKERS)
 
 
+def research_one_thread(paths: list[Path]) -> np.ndarray:
+    """The research path with its BLAS on one thread: on a busy machine OpenBLAS's second
+    thread waits far more than it works, so this is the research code at its fastest here."""
+    with threadpool_limits(1):
+        return research_features(paths)
+
+
+def decode_only(paths: list[Path]) -> np.ndarray:
+    """MP3 decoding alone, on one thread: the work every path has to do."""
+    return np.array([len(decode_audio(path.read_bytes())[0]) for path in paths])
+
+
 def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, dict]:
     started, cpu = time.perf_counter(), time.process_time()
     out = fn()
@@ -104,35 +118,43 @@ def run(clips: int, repeats: int = 3) -> dict:
         path.read_bytes()
     machine = machine_info()
 
-    log.info("warm-up: one untimed clip through each path")
-    research_features(paths[:1])
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        ours(paths[:1], cfg, device)
+    contenders: dict[str, Callable[[list[Path]], np.ndarray]] = {
+        "research": research_features,
+        "research_1thread": research_one_thread,
+        "decode": decode_only,
+        **{_key(d): functools.partial(ours, cfg=cfg, device=d) for d in devices},
+    }
+    log.info("warm-up: one untimed clip through each path")
+    for fn in contenders.values():
+        fn(paths[:1])
 
-    # Research and ours take turns, so a burst of load from elsewhere hits both alike; the best
-    # round of each path is the one least disturbed.
-    runs: dict[str, list[dict]] = {"research": [], **{_key(d): [] for d in devices}}
+    # The paths take turns, so a burst of load from elsewhere hits all alike; the best round of
+    # each is the one least disturbed.
+    runs: dict[str, list[dict]] = {key: [] for key in contenders}
     shapes: dict[str, list[int]] = {}
     for round_ in range(1, repeats + 1):
-        log.info("round %d/%d: research path (librosa, one file at a time) ...", round_, repeats)
-        research, times = timed(lambda: research_features(paths))
-        runs["research"].append(times)
-        shapes["research"] = list(research.shape[1:])
-        log.info("research: %.2fs, %.2f clips/s", times["total_s"], clips / times["total_s"])
-        for device in devices:
-            feats, times = timed(lambda device=device: ours(paths, cfg, device))
-            runs[_key(device)].append(times)
-            shapes[_key(device)] = list(feats.shape[1:])
+        for key, fn in contenders.items():
+            out, times = timed(lambda fn=fn: fn(paths))
+            runs[key].append(times)
+            shapes[key] = list(out.shape[1:])
             log.info(
-                "ours on %s (%d threads): %.2fs, %.2f clips/s",
-                device,
-                WORKERS,
+                "round %d/%d %s: %.2fs, %.2f clips/s, %.1f ms CPU per clip",
+                round_,
+                repeats,
+                key,
                 times["total_s"],
                 clips / times["total_s"],
+                1000 * times["cpu_s"] / clips,
             )
 
-    result = {"machine": machine, "clips": clips, "repeats": repeats, "mel_config": cfg.to_dict()}
+    result = {
+        "machine": machine,
+        "clips": clips,
+        "repeats": repeats,
+        "workers": WORKERS,
+        "mel_config": cfg.to_dict(),
+    }
     for key, rounds in runs.items():
         best = min(rounds, key=lambda r: r["total_s"])
         result[f"{key}_shape"] = shapes[key]
@@ -140,9 +162,17 @@ def run(clips: int, repeats: int = 3) -> dict:
         result[f"{key}_cpu_ms_per_clip"] = 1000 * best["cpu_s"] / clips
         result[f"{key}_clips_per_s"] = clips / best["total_s"]
         result[f"{key}_rounds_seconds"] = [r["total_s"] for r in rounds]
-    result["speedup"] = result["ours_clips_per_s"] / result["research_clips_per_s"]
-    if "ours_cuda_clips_per_s" in result:
-        result["speedup_cuda"] = result["ours_cuda_clips_per_s"] / result["research_clips_per_s"]
+    for key in runs.keys() - {"research", "research_1thread", "decode"}:
+        suffix = key.removeprefix("ours")
+        result[f"speedup{suffix}"] = result[f"{key}_clips_per_s"] / result["research_clips_per_s"]
+        result[f"speedup{suffix}_vs_1thread"] = (
+            result[f"{key}_clips_per_s"] / result["research_1thread_clips_per_s"]
+        )
+    # MP3 decoding alone, spread over WORKERS cores with nothing else to do: no path that
+    # decodes every clip can beat this ratio to the research path.
+    result["decode_cap_vs_1thread"] = (
+        WORKERS * result["decode_clips_per_s"] / result["research_1thread_clips_per_s"]
+    )
     return result
 
 
@@ -150,40 +180,37 @@ def _key(device: str) -> str:
     return "ours" if device == "cpu" else f"ours_{device}"
 
 
+LABELS = {
+    "research": "research (librosa, per file)",
+    "research_1thread": "research, BLAS on 1 thread",
+    "decode": "MP3 decode only, 1 thread",
+    "ours": f"ours (CPU, {WORKERS} threads)",
+    "ours_cuda": "ours (CUDA log-mel)",
+}
+
+
 def table(result: dict) -> str:
     m = result["machine"]
-    rows = [
-        (
-            "research (librosa, per file)",
-            result["research_shape"],
-            result["research_seconds"],
-            result["research_clips_per_s"],
-            1.0,
-        )
-    ]
-    for key, label in (("ours", "ours (CPU)"), ("ours_cuda", "ours (CUDA mel)")):
-        if f"{key}_clips_per_s" in result:
-            rows.append(
-                (
-                    label,
-                    result[f"{key}_shape"],
-                    result[f"{key}_seconds"],
-                    result[f"{key}_clips_per_s"],
-                    result[f"{key}_clips_per_s"] / result["research_clips_per_s"],
-                )
-            )
     lines = [
         f"Feature extraction, {result['clips']} MP3 clips, best of {result['repeats']} rounds; "
-        f"{m['cpu_count']} CPUs, "
-        f"{m['torch_threads']} torch threads, load {m.get('load_average_1m', '?')}",
-        f"{'path':<30} {'image':>9} {'seconds':>8} {'clips/s':>8} {'speed-up':>9}",
+        f"{m['cpu_count']} CPUs, load {m.get('load_average_1m', '?')}",
+        f"{'path':<30} {'image':>9} {'seconds':>8} {'clips/s':>8} {'CPU ms/clip':>12} "
+        f"{'x research':>11} {'x 1-thread':>11}",
     ]
-    for label, shape, seconds, rate, speedup in rows:
-        image = "x".join(str(s) for s in shape)
-        lines.append(f"{label:<30} {image:>9} {seconds:>8.2f} {rate:>8.2f} {speedup:>8.2f}x")
+    for key, label in LABELS.items():
+        if f"{key}_clips_per_s" not in result:
+            continue
+        rate = result[f"{key}_clips_per_s"]
+        image = "x".join(str(s) for s in result[f"{key}_shape"]) or "-"
+        lines.append(
+            f"{label:<30} {image:>9} {result[f'{key}_seconds']:>8.2f} {rate:>8.2f} "
+            f"{result[f'{key}_cpu_ms_per_clip']:>12.1f} "
+            f"{rate / result['research_clips_per_s']:>10.2f}x "
+            f"{rate / result['research_1thread_clips_per_s']:>10.2f}x"
+        )
     lines.append(
-        f"CPU time per clip: research {result['research_cpu_ms_per_clip']:.1f} ms, "
-        f"ours {result['ours_cpu_ms_per_clip']:.1f} ms ({WORKERS} threads)"
+        f"MP3 decoding alone on {WORKERS} cores caps any path at "
+        f"{result['decode_cap_vs_1thread']:.2f}x the 1-thread research path"
     )
     return "\n".join(lines)
 
