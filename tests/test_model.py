@@ -144,3 +144,17 @@ def test_default_model_is_small_and_has_no_giant_dense_layer():
     assert sum(p.numel() for p in m.parameters()) < 5_000_000
     widest = max(layer.in_features for layer in m.modules() if isinstance(layer, nn.Linear))
     assert widest <= 4096
+
+
+def test_a_lone_audio_row_trains(model):
+    """A batch where one row has audio (the last batch, or modality dropout) still trains, and
+    the band statistics' normalisation then leaves its running statistics as they were."""
+    model.train()
+    audio, lyrics = batch(3)
+    norm = model.audio_encoder.band_norm
+    before = norm.running_mean.clone()
+    out = model(audio, lyrics, flags(1, 0, 0), flags(1, 1, 1))
+    assert torch.isfinite(out.mu).all()
+    torch.testing.assert_close(norm.running_mean, before)
+    model(audio, lyrics, flags(1, 1, 0), flags(1, 1, 1))
+    assert not torch.equal(norm.running_mean, before)
