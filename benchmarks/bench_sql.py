@@ -1,11 +1,12 @@
 """The catalogue database at scale: bulk writes, HNSW build, nearest-neighbour latency and recall.
 
-    python -m benchmarks.bench_sql [--rows 1000000] [--dim 32] [--queries 200]
+    python -m benchmarks.bench_sql [--rows 1000000] [--dim 32] [--queries 200] [--writes-only]
 
 Writes `rows` synthetic tracks with embeddings (clustered Gaussians, so that neighbours mean
 something) and cluster assignments through the pipeline's own COPY paths, builds the same HNSW
 index recluster builds, then times `similar_tracks()` and checks its answers against exact
-search. Figures go to benchmarks/results/sql.json.
+search. Figures go to benchmarks/results/sql.json. `--writes-only` stops after the writes (no
+index build, no search, no results file): the quick loop when working on the write path.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sqlalchemy as sa
 
 from musicvae import db
 from musicvae.recluster import (
+    assignments_table,
+    attach_assignments,
     hnsw_index_sql,
     upsert_embeddings,
     vector_literal,
@@ -83,17 +86,19 @@ def write(
                 for c in range(len(centres))
             ),
         )
+        table = assignments_table(conn, RUN)
         for start in range(0, len(ids), chunk):
             part = slice(start, start + chunk)
             upsert_embeddings(conn, 1, RUN, ids[part], embeddings[part])
             distances = np.linalg.norm(embeddings[part] - centres[labels[part]], axis=1)
-            write_assignments(conn, RUN, ids[part], labels[part], distances)
+            write_assignments(conn, table, RUN, ids[part], labels[part], distances)
             log.info(
                 "wrote %d/%d embeddings + assignments (%.0f rows/s)",
                 min(start + chunk, len(ids)),
                 len(ids),
                 2 * min(start + chunk, len(ids)) / (time.perf_counter() - started),
             )
+        attach_assignments(conn, table, RUN)
     seconds = time.perf_counter() - started
     return {
         "rows_written": 2 * len(ids),
@@ -154,6 +159,9 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--chunk", type=int, default=100_000)
     p.add_argument("--out", type=Path, default=RESULTS / "sql.json")
+    p.add_argument(
+        "--writes-only", action="store_true", help="time the writes only; write no results file"
+    )
     args = p.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -167,6 +175,8 @@ def main() -> None:
         embeddings, labels, centres = synthetic(args.rows, args.dim, args.clusters)
         writes = write(eng, embeddings, labels, centres, args.chunk)
         log.info("writes: %s", writes)
+        if args.writes_only:
+            return
         index_s = build_index(eng, args.dim)
         log.info("HNSW index built in %.1f s", index_s)
         search = query(eng, embeddings, args.queries)

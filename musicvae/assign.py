@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from musicvae import db, registry
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
-from musicvae.recluster import upsert_embeddings
+from musicvae.recluster import upsert_embeddings, write_assignments
 from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
 
@@ -78,14 +78,9 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
     track_ids = [t["track_id"] for t in tracks]
     with eng.begin() as conn:
         upsert_embeddings(conn, champion.version, run_id, track_ids, embeddings)
-        db.copy_rows(
-            conn,
-            "cluster_assignments",
-            ("run_id", "track_id", "cluster_id", "distance", "assigned_by"),
-            (
-                (run_id, t, int(c), float(d), "incremental")
-                for t, c, d in zip(track_ids, cluster_ids, distances, strict=True)
-            ),
+        # Into the partitioned table: the rows join the run's partition (or the default one).
+        write_assignments(
+            conn, "cluster_assignments", run_id, track_ids, cluster_ids, distances, "incremental"
         )
         conn.execute(
             sa.text(

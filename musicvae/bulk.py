@@ -22,10 +22,12 @@ def text(value: str) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
-def _rows(prefix: bytes, ids: list[str], middle: bytes, fixed: np.ndarray) -> Iterator[bytes]:
+def _rows(
+    prefix: bytes, ids: list[str], middle: bytes, fixed: np.ndarray, suffix: bytes = b""
+) -> Iterator[bytes]:
     raw, size = fixed.tobytes(), fixed.itemsize
     for i, track_id in enumerate(ids):
-        yield prefix + text(track_id) + middle + raw[i * size : (i + 1) * size]
+        yield prefix + text(track_id) + middle + raw[i * size : (i + 1) * size] + suffix
 
 
 def embedding_rows(
@@ -42,20 +44,31 @@ def embedding_rows(
 
 
 def assignment_rows(
-    run_id: str, track_ids: list[str], cluster_ids: np.ndarray, distances: np.ndarray
+    run_id: str,
+    track_ids: list[str],
+    cluster_ids: np.ndarray,
+    distances: np.ndarray,
+    assigned_by: str | None = None,
 ) -> Iterator[bytes]:
-    """Rows of (run_id, track_id, cluster_id, distance)."""
+    """Rows of (run_id, track_id, cluster_id, distance[, assigned_by])."""
     tail = np.empty(
         len(track_ids), dtype=[("l1", ">i4"), ("c", ">i4"), ("l2", ">i4"), ("d", ">f4")]
     )
     tail["l1"], tail["c"], tail["l2"], tail["d"] = 4, cluster_ids, 4, distances
-    return _rows(struct.pack(">h", 4) + text(run_id), track_ids, b"", tail)
+    fields, suffix = (4, b"") if assigned_by is None else (5, text(assigned_by))
+    return _rows(struct.pack(">h", fields) + text(run_id), track_ids, b"", tail, suffix)
 
 
-def copy(conn, table: str, columns: tuple[str, ...], rows: Iterator[bytes]) -> None:
-    """COPY the rows into `table` inside the caller's (SQLAlchemy) transaction."""
+def copy(
+    conn, table: str, columns: tuple[str, ...], rows: Iterator[bytes], freeze: bool = False
+) -> None:
+    """COPY the rows into `table` inside the caller's (SQLAlchemy) transaction. `freeze` only
+    for a table created in this transaction: PostgreSQL refuses it otherwise."""
     payload = io.BytesIO(b"".join([HEADER, *rows, TRAILER]))
+    options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
     with conn.connection.cursor() as cur:
         cur.copy_expert(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", payload
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH ({options})",
+            payload,
+            size=1 << 20,
         )

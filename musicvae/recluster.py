@@ -115,15 +115,43 @@ def upsert_embeddings(
     )
 
 
+def assignments_table(conn, run_id: str) -> str:
+    """Where this run's assignments are COPYed: a table of the run's own, made in the caller's
+    transaction, which attach_assignments() makes the run's partition of cluster_assignments;
+    or, for a rerun whose partition exists, cluster_assignments itself."""
+    made = conn.execute(
+        sa.text("SELECT cluster_assignments_load_table(:r)"), {"r": run_id}
+    ).scalar()
+    return made or "cluster_assignments"
+
+
 def write_assignments(
-    conn, run_id: str, track_ids: list[str], cluster_ids: np.ndarray, distances: np.ndarray
+    conn,
+    table: str,
+    run_id: str,
+    track_ids: list[str],
+    cluster_ids: np.ndarray,
+    distances: np.ndarray,
+    assigned_by: str | None = None,
 ) -> None:
+    """COPY assignments into `table`; assigned_by defaults to 'recluster' (the column's default)."""
+    columns = ("run_id", "track_id", "cluster_id", "distance")
     bulk.copy(
         conn,
-        "cluster_assignments",
-        ("run_id", "track_id", "cluster_id", "distance"),
-        bulk.assignment_rows(run_id, track_ids, cluster_ids, distances),
+        table,
+        columns if assigned_by is None else (*columns, "assigned_by"),
+        bulk.assignment_rows(run_id, track_ids, cluster_ids, distances, assigned_by),
+        # Rows COPYed into a table made in the same transaction can be stored frozen.
+        freeze=table != "cluster_assignments",
     )
+
+
+def attach_assignments(conn, table: str, run_id: str) -> None:
+    """Key and foreign keys of the run's own table, each checked once over all its rows, then
+    the table becomes the run's partition. Attaching briefly locks the default partition, so
+    it is the last statement of the run's transaction."""
+    if table != "cluster_assignments":
+        conn.execute(sa.text("SELECT cluster_assignments_attach(:r)"), {"r": run_id})
 
 
 def _previous_members(conn, run_id: str) -> dict[int, set[str]]:
@@ -188,8 +216,9 @@ def _write(
             ],
         )
         # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
-        upsert_embeddings(conn, version, run_id, [t["track_id"] for t in tracks], embeddings)
-        write_assignments(
-            conn, run_id, [t["track_id"] for t in tracks], clustering.labels, clustering.distances
-        )
+        track_ids = [t["track_id"] for t in tracks]
+        upsert_embeddings(conn, version, run_id, track_ids, embeddings)
+        table = assignments_table(conn, run_id)
+        write_assignments(conn, table, run_id, track_ids, clustering.labels, clustering.distances)
         conn.exec_driver_sql(hnsw_index_sql(version, int(embeddings.shape[1])))
+        attach_assignments(conn, table, run_id)

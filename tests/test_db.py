@@ -1,12 +1,19 @@
 """Schema migrations against the real PostgreSQL server."""
 
+import hashlib
 import shutil
 
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
+from musicvae import db, recluster
 from musicvae.errors import MigrationError
+
+TABLE = "cluster_assignments"
+
+
+def _partition_name(run: str) -> str:
+    return f"{TABLE}_{hashlib.md5(run.encode()).hexdigest()[:16]}"
 
 
 def test_migrations_are_applied_once_and_create_the_schema(settings):
@@ -68,12 +75,6 @@ def test_upgrading_a_populated_database_keeps_its_data(
 ):
     """A catalogue at the previous schema version, with a full recluster in it, upgrades cleanly."""
 
-    from musicvae.ingest import run_ingest
-    from musicvae.promotion import decide
-    from musicvae.recluster import run_recluster
-    from musicvae.retrain import RetrainParams, prepare_features, register, take_snapshot, train
-    from musicvae.validate import run_validation
-
     settings = new_settings()
     eng = db.engine(settings.database_url)
     with eng.begin() as conn:  # back to an empty schema, then only the older migrations
@@ -83,17 +84,13 @@ def test_upgrading_a_populated_database_keeps_its_data(
     previous.mkdir(parents=True)
     for _, name, sql in every[:-1]:
         (previous / name).write_text(sql)
-    # Every stage migrates before it writes: run them all as the previous release would.
+    # Every stage migrates before it writes: run them all as the previous release would, which
+    # COPYed a run's assignments straight into an unpartitioned cluster_assignments.
     monkeypatch.setenv("MUSICVAE_SQL_DIR", str(previous.parent))
-
-    run_ingest(settings, "ingest", str(landing))
-    run_validation(settings, "validate")
-    snapshot = take_snapshot(settings)["snapshot_id"]
-    prepare_features(settings, snapshot)
-    params = RetrainParams(epochs=1, n_clusters=3, vocab_size=64)
-    version = register(settings, train(settings, snapshot, params), "retrain")
-    decide(settings, version, margin=0.0)
-    run_recluster(settings, "recluster-1")
+    with monkeypatch.context() as previous_release:
+        previous_release.setattr(recluster, "assignments_table", lambda conn, run: TABLE)
+        previous_release.setattr(recluster, "attach_assignments", lambda conn, table, run: None)
+        _populate(settings, landing)
     with eng.connect() as conn:
         before = conn.execute(
             sa.text("SELECT track_id, cluster_id FROM current_cluster_assignments ORDER BY 1")
@@ -111,3 +108,37 @@ def test_upgrading_a_populated_database_keeps_its_data(
             sa.text("SELECT * FROM similar_tracks(:t, 3)"), {"t": before[0][0]}
         ).all()
     assert after == before and len(neighbours) == 3
+
+    # The next run gets a partition of its own beside the upgraded rows.
+    recluster.run_recluster(settings, "recluster-2")
+    with eng.connect() as conn:
+        partitions = conn.execute(
+            sa.text(
+                "SELECT a.run_id, c.relname, count(*) FROM cluster_assignments a "
+                "JOIN pg_class c ON c.oid = a.tableoid GROUP BY 1, 2 ORDER BY 1"
+            )
+        ).all()
+        current = conn.execute(
+            sa.text("SELECT DISTINCT run_id FROM current_cluster_assignments")
+        ).scalars()
+        assert list(current) == ["recluster-2"]
+    assert partitions == [
+        ("recluster-1", "cluster_assignments_default", 25),
+        ("recluster-2", _partition_name("recluster-2"), 25),
+    ]
+
+
+def _populate(settings, landing) -> None:
+    from musicvae.ingest import run_ingest
+    from musicvae.promotion import decide
+    from musicvae.retrain import RetrainParams, prepare_features, register, take_snapshot, train
+    from musicvae.validate import run_validation
+
+    run_ingest(settings, "ingest", str(landing))
+    run_validation(settings, "validate")
+    snapshot = take_snapshot(settings)["snapshot_id"]
+    prepare_features(settings, snapshot)
+    params = RetrainParams(epochs=1, n_clusters=3, vocab_size=64)
+    version = register(settings, train(settings, snapshot, params), "retrain")
+    decide(settings, version, margin=0.0)
+    recluster.run_recluster(settings, "recluster-1")
