@@ -3,6 +3,7 @@
 import hashlib
 import shutil
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -142,3 +143,57 @@ def _populate(settings, landing) -> None:
     version = register(settings, train(settings, snapshot, params), "retrain")
     decide(settings, version, margin=0.0)
     recluster.run_recluster(settings, "recluster-1")
+
+
+def _run_with_assignments(url: str, run: str, track_ids: list[str]) -> None:
+    """One recluster run's rows through the pipeline's write path: its own table, attached."""
+    with db.engine(url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks) "
+                "VALUES (:r, 1, 1, :n)"
+            ),
+            {"r": run, "n": len(track_ids)},
+        )
+        conn.execute(
+            sa.text("INSERT INTO clusters VALUES (:r, 0, :n, 'c', '{}', '{}', '[0,0]')"),
+            {"r": run, "n": len(track_ids)},
+        )
+        table = recluster.assignments_table(conn, run)
+        assert table == _partition_name(run)
+        n = len(track_ids)
+        recluster.write_assignments(conn, table, run, track_ids, np.zeros(n), np.ones(n))
+        recluster.attach_assignments(conn, table, run)
+
+
+@pytest.fixture
+def one_track(settings):
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO tracks (track_id, subset, song_id, status, ingest_run_id) "
+                "VALUES ('s/A1', 's', 'A1', 'valid', 'i')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('s', 1, '{}', 'p', 'c', 'm')"
+            )
+        )
+    return settings
+
+
+def test_a_run_naming_an_unknown_track_is_refused_whole(one_track):
+    url = one_track.database_url
+    with pytest.raises(sa.exc.IntegrityError, match="foreign key"):
+        _run_with_assignments(url, "run-1", ["s/A1", "s/NOPE"])
+    with db.engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM cluster_runs")).scalar() == 0
+        leftover = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": _partition_name("run-1")})
+        assert leftover.scalar() is None
+    _run_with_assignments(url, "run-1", ["s/A1"])
+    with db.engine(url).connect() as conn:
+        rows = conn.execute(sa.text("SELECT run_id, track_id FROM cluster_assignments")).all()
+    assert rows == [("run-1", "s/A1")]

@@ -49,3 +49,48 @@ def test_the_pipeline_role_writes_rows_but_not_the_schema(settings):
         assert cur.rowcount == 1
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("DROP TABLE tracks")
+
+
+def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(settings):
+    """The run's table is made and attached by the schema owner's functions, nothing else."""
+    from musicvae.recluster import assignments_table, attach_assignments, write_assignments
+
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO tracks (track_id, subset, song_id, status, ingest_run_id) "
+                "VALUES ('s/A1', 's', 'A1', 'valid', 'i')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('s', 1, '{}', 'p', 'c', 'm')"
+            )
+        )
+    url = sa.engine.make_url(_login(settings, "musicvae_writer")).set(
+        drivername="postgresql+psycopg2"
+    )
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks) "
+                "VALUES ('run-1', 1, 1, 1)"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO clusters VALUES ('run-1', 0, 1, 'c', '{}', '{}', '[0]')"))
+        table = assignments_table(conn, "run-1")
+        write_assignments(conn, table, "run-1", ["s/A1"], [0], [0.5])
+        attach_assignments(conn, table, "run-1")
+    with sa.create_engine(url).connect() as conn:
+        with pytest.raises(sa.exc.ProgrammingError, match="must be owner"):
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+    with db.engine(settings.database_url).connect() as conn:
+        placed = conn.execute(
+            sa.text(
+                "SELECT c.relname, a.track_id FROM cluster_assignments a "
+                "JOIN pg_class c ON c.oid = a.tableoid"
+            )
+        ).all()
+    assert placed == [(table, "s/A1")]
