@@ -271,8 +271,9 @@ NEW_TRACKS = sa.text(
     "FROM tracks WHERE status = 'new' ORDER BY track_id"
 )
 
-# A track whose audio (or lyrics) is byte for byte that of an earlier track under another id is
-# the later copy; the first one seen (then the smaller track id) keeps it.
+# A track whose audio (or lyrics) is byte for byte that of another track under another id is the
+# copy when that other track was validated before, or is new too but was seen first (then: has
+# the smaller track id). The original keeps its status.
 DUPLICATES = sa.text("""
 SELECT t.track_id, kind, min(o.track_id) AS other
 FROM tracks t
@@ -282,7 +283,7 @@ JOIN tracks o ON o.track_id <> t.track_id
           AND o.audio_song IS DISTINCT FROM t.audio_song)
       OR (kind = 'lyrics' AND t.lyrics_key IS NOT NULL AND o.lyrics_sha256 = t.lyrics_sha256
           AND o.lyric_song IS DISTINCT FROM t.lyric_song))
-    AND (o.first_seen, o.track_id) < (t.first_seen, t.track_id)
+    AND (o.status <> 'new' OR (o.first_seen, o.track_id) < (t.first_seen, t.track_id))
 WHERE t.status = 'new'
 GROUP BY t.track_id, kind
 """)

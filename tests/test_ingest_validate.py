@@ -8,11 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from musicvae import db
-from musicvae.errors import ConfigurationError
+from musicvae.errors import BatchValidationError, ConfigurationError
 from musicvae.ingest import run_ingest
 from musicvae.storage import ObjectStore
 from musicvae.thresholds import load
 from musicvae.validate import ValidationResult, batch_failure, run_validation
+
+from .badinput import encode, tone
 
 BIMODAL = "MERGE_Bimodal_Balanced"
 
@@ -90,11 +92,8 @@ def test_a_changed_file_is_ingested_again_and_revalidated(settings, landing):
         "SELECT track_id, audio_sha256, audio_song, quadrant FROM tracks "
         "WHERE status = 'valid' ORDER BY track_id LIMIT 1",
     )[0]
-    other = next((landing / BIMODAL / "audio").glob("Q*/*.mp3"))
     target = landing / BIMODAL / "audio" / victim.quadrant / f"{victim.audio_song}.mp3"
-    if other == target:
-        other = sorted((landing / BIMODAL / "audio").glob("Q*/*.mp3"))[1]
-    target.write_bytes(other.read_bytes())
+    target.write_bytes(encode(tone(30.0, seed=99)))
 
     result = run_ingest(settings, "ingest-2", str(landing))
 
@@ -104,7 +103,31 @@ def test_a_changed_file_is_ingested_again_and_revalidated(settings, landing):
     )[0]
     assert status == "new" and sha != victim.audio_sha256
     # Validation looks only at the changed track.
-    assert run_validation(settings, "validate-2").tracks_checked == 1
+    again = run_validation(settings, "validate-2")
+    assert (again.tracks_checked, again.tracks_valid) == (1, 1)
+
+
+def test_a_file_changed_into_a_copy_of_another_track_is_quarantined_as_the_copy(settings, landing):
+    run_ingest(settings, "ingest-1", str(landing))
+    run_validation(settings, "validate-1")
+    first, second = _rows(
+        settings,
+        "SELECT track_id, audio_song, quadrant FROM tracks WHERE status = 'valid' "
+        "ORDER BY track_id LIMIT 2",
+    )
+    audio = landing / BIMODAL / "audio"
+    original = audio / second.quadrant / f"{second.audio_song}.mp3"
+    (audio / first.quadrant / f"{first.audio_song}.mp3").write_bytes(original.read_bytes())
+    run_ingest(settings, "ingest-2", str(landing))
+
+    # The only track of this batch is not valid: the batch fails, and says why.
+    with pytest.raises(BatchValidationError, match="none of the 1 tracks checked is valid"):
+        run_validation(settings, "validate-2")
+    [(check, detail)] = _rows(
+        settings,
+        "SELECT check_name, detail FROM track_issues WHERE run_id = 'validate-2'",
+    )
+    assert (check, detail) == ("audio_duplicate", f"same audio content as {second.track_id}")
 
 
 def test_validation_quarantines_bad_content_with_reasons_and_publishes_a_report(settings, landing):
