@@ -63,6 +63,12 @@ LYRICS_FIELDS = (
     "lyrics_empty",
     "lyrics_garbage_ratio",
 )
+PAIRING = {  # (has audio, has lyrics)
+    (True, True): "paired",
+    (True, False): "audio_only",
+    (False, True): "lyrics_only",
+    (False, False): "none",
+}
 EXPECTED_PAIRING = {"audio": "audio_only", "lyrics": "lyrics_only", "bimodal": "paired"}
 # Characters that are not garbage in song lyrics besides letters, digits and whitespace.
 _PUNCTUATION = set(".,;:!?'\"()[]-–—…‘’“”&/*#%+=@$_~`<>|\\{}^")
@@ -250,10 +256,7 @@ def check_track(row, store: ObjectStore, limits: Thresholds, known: dict) -> Tra
         p.update(cached or profile_lyrics(store.get_bytes(row.lyrics_key)))
         p["profiled"] = p.get("profiled", False) or cached is None
         judge_lyrics(p, limits, check)
-    p["pairing"] = {(True, True): "paired", (True, False): "audio_only"}.get(
-        (bool(row.audio_key), bool(row.lyrics_key)),
-        "lyrics_only" if row.lyrics_key else "none",
-    )
+    p["pairing"] = PAIRING[(bool(row.audio_key), bool(row.lyrics_key))]
     p["expected_pairing"] = EXPECTED_PAIRING[row.subset.split("_")[0]]
     if p["pairing"] != p["expected_pairing"]:
         check.error(
