@@ -49,21 +49,25 @@ class AudioEncoder(nn.Module):
       the expert places a track sensibly from the first steps, which matters for short training.
       Measured with 3 epochs, KMeans NMI over 3 seeds: the 300-track sample 0.646 -> 0.668; the
       real-audio set one window per track 0.105 -> 0.129 (all windows unchanged, 0.079).
+
+    `band_stats=False` rebuilds the CNN-only expert of models saved before the statistics.
     """
 
-    def __init__(self, n_mels: int, width: int, latent_dim: int):
+    def __init__(self, n_mels: int, width: int, latent_dim: int, band_stats: bool = True):
         super().__init__()
         w = width
         self.convs = nn.Sequential(
             _down(1, w), _down(w, 2 * w), _down(2 * w, 4 * w), _down(4 * w, 4 * w)
         )
-        self.band_norm = nn.BatchNorm1d(2 * n_mels)
-        self.head = nn.Linear(2 * 4 * w + 2 * n_mels, 2 * latent_dim)
+        self.band_norm = nn.BatchNorm1d(2 * n_mels) if band_stats else None
+        self.head = nn.Linear(2 * 4 * w + (2 * n_mels if band_stats else 0), 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(len(x), 1, *x.shape[-2:])  # [B, mel, time] or [B, 1, mel, time]
         h = self.convs(x)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        if self.band_norm is None:
+            return self.head(pooled)
         bands = torch.cat([x.mean(dim=3), x.std(dim=3)], dim=2).flatten(1)  # [B, 2 * n_mels]
         return self.head(torch.cat([pooled, self._normalise(bands)], dim=1))
 
@@ -109,7 +113,13 @@ class HybridVAE(nn.Module):
     """Audio and lyrics experts, a product-of-experts posterior, and one decoder per modality."""
 
     def __init__(
-        self, n_mels: int, n_frames: int, vocab_size: int, latent_dim: int = 32, width: int = 32
+        self,
+        n_mels: int,
+        n_frames: int,
+        vocab_size: int,
+        latent_dim: int = 32,
+        width: int = 32,
+        band_stats: bool = True,
     ):
         super().__init__()
         # Everything needed to rebuild this model around a saved state_dict.
@@ -119,9 +129,10 @@ class HybridVAE(nn.Module):
             "vocab_size": vocab_size,
             "latent_dim": latent_dim,
             "width": width,
+            "band_stats": band_stats,
         }
         self.latent_dim = latent_dim
-        self.audio_encoder = AudioEncoder(n_mels, width, latent_dim)
+        self.audio_encoder = AudioEncoder(n_mels, width, latent_dim, band_stats)
         self.lyrics_encoder = nn.Sequential(
             nn.Linear(vocab_size, 256), nn.GELU(), nn.Dropout(0.2), nn.Linear(256, 2 * latent_dim)
         )

@@ -202,7 +202,8 @@ class TrainedModel:
     def from_state(cls, state: dict, device: torch.device | str | None = None) -> TrainedModel:
         """Rebuild a saved model; `device` defaults to `select_device()`."""
         device = select_device() if device is None else torch.device(device)
-        model = HybridVAE(**state["model_kwargs"])
+        # Models saved before the audio expert had band statistics carry no "band_stats" entry.
+        model = HybridVAE(**{"band_stats": False, **state["model_kwargs"]})
         model.load_state_dict(state["state_dict"])
         return cls(
             model=model.to(device).eval(),

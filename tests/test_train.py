@@ -6,6 +6,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
+from musicvae.model import HybridVAE
 from musicvae.train import TrainConfig, TrainedModel, TrainingData, fit
 
 N_MELS, N_FRAMES, VOCAB = 16, 32, 20
@@ -151,6 +152,20 @@ def test_state_round_trip_embeds_identically():
     assert restored.config == trained.config
     assert restored.history == trained.history
     np.testing.assert_array_equal(restored.embed(data), trained.embed(data))
+
+
+def test_a_model_saved_before_band_statistics_still_loads():
+    """A champion trained by the previous code (no band statistics in the audio expert, and no
+    "band_stats" entry in its kwargs) must still load and embed after an upgrade."""
+    data, _ = two_groups(n=24)
+    trained = fit(data, tiny(epochs=1))
+    old = HybridVAE(**{**trained.model.kwargs, "band_stats": False})
+    state = {**trained.state(), "state_dict": old.state_dict()}
+    state["model_kwargs"] = {k: v for k, v in old.kwargs.items() if k != "band_stats"}
+    restored = TrainedModel.from_state(state, device="cpu")
+    assert restored.model.audio_encoder.band_norm is None
+    z = restored.embed(data)
+    assert z.shape == (24, trained.config.latent_dim) and np.isfinite(z).all()
 
 
 def test_early_stopping_on_a_plateau_keeps_the_best_weights():
