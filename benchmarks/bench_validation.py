@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.down()
 
     report = {
+        "sample_tracks": args.tracks,
         **figures,
         "targets": {"tracks_per_s": TARGET_TRACKS_PER_S, "rerun_s": TARGET_RERUN_S},
         "met": {
