@@ -47,6 +47,8 @@ FORM_VALUES = {
     "vocab_size": 64,
 }
 TRACKS = 12
+# A loaded CI machine can take many seconds to render a page of the React UI.
+UI_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +64,12 @@ def ui(tmp_path_factory):
         _unpause_retrain_and_let_its_slot_skip(client, since)
         client.unpause("merge_ingest")
         client.unpause("merge_validate")
-        ingest_run = client.trigger("merge_ingest")
+        client.trigger("merge_ingest")
+        # Unpausing also starts the hourly slot; whichever of the two runs ingests the sample
+        # (the other finds nothing new and skips) triggers the one validation run.
         for run_id in client.runs_since("merge_ingest", since):
             client.wait("merge_ingest", run_id, timeout=300)
-        [(_, validate_run)] = client.triggered_runs("merge_ingest", since, ingest_run)
+        [(_, validate_run)] = client.triggered_runs("merge_ingest", since)
         client.wait("merge_validate", validate_run, timeout=300)
         yield stack, client, validate_run
     finally:
@@ -100,7 +104,7 @@ def page(ui):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(UI_TIMEOUT_MS)
             yield page
         finally:
             browser.close()
@@ -132,7 +136,7 @@ def triggered_run(ui, page):
     page.get_by_test_id("nav-dags-link").click()
     page.get_by_role("link", name="musicvae_retrain", exact=True).first.click()
     # The DAG page has rendered once its task list shows (the address changes before that).
-    expect(page.get_by_test_id("snapshot")).to_be_visible()
+    expect(page.get_by_test_id("snapshot")).to_be_visible(timeout=UI_TIMEOUT_MS)
     _shot(page, "02-dag")
 
     page.get_by_test_id("trigger-dag-button").click()
@@ -155,8 +159,8 @@ def test_the_run_triggered_from_the_form_succeeds_in_the_ui(page, triggered_run)
     from playwright.sync_api import expect
 
     assert triggered_run.startswith("manual__")
-    expect(page.get_by_text(triggered_run).first).to_be_visible()
-    expect(page.get_by_text("Success").first).to_be_visible()
+    expect(page.get_by_text(triggered_run).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_text("Success").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     _shot(page, "04-run-succeeded")
 
 
@@ -184,6 +188,6 @@ def test_the_data_quality_link_shows_the_latest_report(ui, page, triggered_run):
     page.get_by_role("menuitem", name="Data quality").click()
     page.wait_for_url("**/data-quality**")
     report = page.frame_locator("iframe").first
-    expect(report.get_by_text(validate_run).first).to_be_visible()
-    expect(report.get_by_text("bimodal_balanced/A001").first).to_be_visible()
+    expect(report.get_by_text(validate_run).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(report.get_by_text("bimodal_balanced/A001").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     _shot(page, "05-data-quality")
