@@ -4,8 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-stop stack-status test test-fast lint format clean \
-	bench bench-model bench-features bench-training bench-sql
+.PHONY: install demo demo-stop stack-status system-deps test test-fast lint format clean \
+	bench bench-model bench-features bench-training bench-sql bench-validation
 
 install: $(STAMP)
 
@@ -25,8 +25,24 @@ demo-stop:
 stack-status: install
 	$(VENV)/bin/musicvae stack status
 
+# Debian packages the end-to-end tests drive: Chromium for the browser test (Playwright uses it;
+# no browser is downloaded) and redis-server, the Celery broker of the CeleryExecutor test.
+# As root they are installed with apt-get; otherwise this says what to install.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "The browser and Celery tests need Debian's$$missing: sudo apt-get install$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # pytest exits 5 when it collected no test: that is a broken suite, not a passing one.
-test: install
+test: install system-deps
 	$(PY) -m pytest -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the suite"; exit 1; fi; \
 	exit $$rc
@@ -47,7 +63,7 @@ clean: demo-stop
 
 # Benchmarks print a table and write benchmarks/results/<name>.json. BENCH_ARGS passes options
 # to bench-model, e.g. BENCH_ARGS="--tracks 300 --epochs 3" for a quick look.
-bench: bench-features bench-training bench-sql bench-model
+bench: bench-features bench-training bench-sql bench-validation bench-model
 
 bench-features: install
 	$(PY) -m benchmarks.bench_features
@@ -60,3 +76,6 @@ bench-model: install
 
 bench-sql: install
 	$(PY) -m benchmarks.bench_sql
+
+bench-validation: install
+	$(PY) -m benchmarks.bench_validation

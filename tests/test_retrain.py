@@ -265,12 +265,16 @@ def test_a_writer_killed_mid_transaction_leaves_the_previous_state(settings, lan
                 settings,
                 "SELECT track_id, run_id, embedding::text FROM track_embeddings ORDER BY track_id",
             ),
+            _query(
+                settings, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            ),
         )
 
     before = state()
     blocker = db.engine(settings.database_url).connect()
     transaction = blocker.begin()
-    # The writer gets through its run, clusters and embedding upserts, then waits here.
+    # The writer gets through its run, clusters, embedding upserts and the COPY of its
+    # assignments into the run's own table, then waits here to attach that table.
     blocker.execute(sa.text("LOCK TABLE cluster_assignments IN SHARE MODE"))
     child = subprocess.Popen(
         [sys.executable, "-c", RECLUSTER_IN_CHILD, "recluster-2"],
@@ -286,9 +290,9 @@ def test_a_writer_killed_mid_transaction_leaves_the_previous_state(settings, lan
             waiting = _query(
                 settings,
                 "SELECT pid FROM pg_stat_activity WHERE "
-                "wait_event_type = 'Lock' AND query LIKE 'COPY %'",
+                "wait_event_type = 'Lock' AND query LIKE '%cluster_assignments_attach%'",
             )
-        assert waiting, "the writer never reached its COPY into cluster_assignments"
+        assert waiting, "the writer never reached the attachment of its assignments"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
