@@ -6,7 +6,8 @@ validation, snapshot, cached features), on a local PostgreSQL + S3 stack:
 - the real-audio set: Debian game soundtracks in MERGE's audio-only layout, labelled by
   collection, several 30 s windows per track (also scored on one window per track).
 
-    python -m benchmarks.bench_model [--tracks 2000] [--epochs 3] [--seeds 3] [--no-realaudio]
+    python -m benchmarks.bench_model [--tracks 2000] [--epochs 3] [--seeds 3]
+        [--no-realaudio | --no-sample]
 
 Every trained model gets the same number of epochs; the figures and sizes go to
 benchmarks/results/model.json.
@@ -159,6 +160,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--no-realaudio", action="store_true")
+    p.add_argument("--no-sample", action="store_true", help="score the real-audio set only")
     p.add_argument("--out", type=Path, default=RESULTS / "model.json")
     args = p.parse_args()
     args.seeds = list(range(args.seeds))
@@ -174,9 +176,11 @@ def main() -> None:
     stack = Stack(CACHE / "stack")
     stack.up(airflow=False)
     try:
-        sample = CACHE / f"sample-{args.tracks}"
-        build_sample(sample, tracks=args.tracks, seed=0)
-        report = {"sample": run_dataset(stack, "sample", sample, args)}
+        report = {}
+        if not args.no_sample:
+            sample = CACHE / f"sample-{args.tracks}"
+            build_sample(sample, tracks=args.tracks, seed=0)
+            report["sample"] = run_dataset(stack, "sample", sample, args)
         if not args.no_realaudio:
             real = CACHE / "realaudio-set"
             build_realaudio(real, CACHE / "realaudio")
