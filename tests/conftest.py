@@ -69,3 +69,27 @@ def landing(sample_catalogue, tmp_path):
     target = tmp_path / "landing"
     shutil.copytree(sample_catalogue, target)
     return target
+
+
+@pytest.fixture
+def one_track(settings):
+    """A migrated catalogue with one valid track and one model version."""
+    import sqlalchemy as sa
+
+    from musicvae import db
+
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO tracks (track_id, subset, song_id, status, ingest_run_id) "
+                "VALUES ('s/A1', 's', 'A1', 'valid', 'i')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('s', 1, '{}', 'p', 'c', 'm')"
+            )
+        )
+    return settings

@@ -166,25 +166,6 @@ def _run_with_assignments(url: str, run: str, track_ids: list[str]) -> None:
         recluster.attach_assignments(conn, table, run)
 
 
-@pytest.fixture
-def one_track(settings):
-    with db.engine(settings.database_url).begin() as conn:
-        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))
-        conn.execute(
-            sa.text(
-                "INSERT INTO tracks (track_id, subset, song_id, status, ingest_run_id) "
-                "VALUES ('s/A1', 's', 'A1', 'valid', 'i')"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
-                "code_version, artifact_prefix) VALUES ('s', 1, '{}', 'p', 'c', 'm')"
-            )
-        )
-    return settings
-
-
 def test_a_run_naming_an_unknown_track_is_refused_whole(one_track):
     url = one_track.database_url
     with pytest.raises(sa.exc.IntegrityError, match="foreign key"):

@@ -51,24 +51,12 @@ def test_the_pipeline_role_writes_rows_but_not_the_schema(settings):
             cur.execute("DROP TABLE tracks")
 
 
-def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(settings):
+def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_track):
     """The run's table is made and attached by the schema owner's functions, nothing else."""
     from musicvae.recluster import assignments_table, attach_assignments, write_assignments
 
-    with db.engine(settings.database_url).begin() as conn:
-        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))
-        conn.execute(
-            sa.text(
-                "INSERT INTO tracks (track_id, subset, song_id, status, ingest_run_id) "
-                "VALUES ('s/A1', 's', 'A1', 'valid', 'i')"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
-                "code_version, artifact_prefix) VALUES ('s', 1, '{}', 'p', 'c', 'm')"
-            )
-        )
+    settings = one_track
+
     url = sa.engine.make_url(_login(settings, "musicvae_writer")).set(
         drivername="postgresql+psycopg2"
     )
@@ -83,9 +71,11 @@ def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(setting
         table = assignments_table(conn, "run-1")
         write_assignments(conn, table, "run-1", ["s/A1"], [0], [0.5])
         attach_assignments(conn, table, "run-1")
-    with sa.create_engine(url).connect() as conn:
-        with pytest.raises(sa.exc.ProgrammingError, match="must be owner"):
-            conn.exec_driver_sql(f"DROP TABLE {table}")
+    with (
+        sa.create_engine(url).connect() as conn,
+        pytest.raises(sa.exc.ProgrammingError, match="must be owner"),
+    ):
+        conn.exec_driver_sql(f"DROP TABLE {table}")
     with db.engine(settings.database_url).connect() as conn:
         placed = conn.execute(
             sa.text(
