@@ -25,10 +25,12 @@ from musicvae import db
 from musicvae.recluster import (
     assignments_table,
     attach_assignments,
-    hnsw_index_sql,
-    upsert_embeddings,
+    attach_embeddings,
+    build_hnsw_index,
+    embeddings_table,
     vector_literal,
     write_assignments,
+    write_embeddings,
 )
 from musicvae.stack import Stack
 
@@ -86,10 +88,10 @@ def write(
                 for c in range(len(centres))
             ),
         )
-        table = assignments_table(conn, RUN)
+        vectors, table = embeddings_table(conn, 1), assignments_table(conn, RUN)
         for start in range(0, len(ids), chunk):
             part = slice(start, start + chunk)
-            upsert_embeddings(conn, 1, RUN, ids[part], embeddings[part])
+            write_embeddings(conn, vectors, 1, RUN, ids[part], embeddings[part])
             distances = np.linalg.norm(embeddings[part] - centres[labels[part]], axis=1)
             write_assignments(conn, table, RUN, ids[part], labels[part], distances)
             log.info(
@@ -98,6 +100,7 @@ def write(
                 len(ids),
                 2 * min(start + chunk, len(ids)) / (time.perf_counter() - started),
             )
+        attach_embeddings(conn, vectors, 1)
         attach_assignments(conn, table, RUN)
     seconds = time.perf_counter() - started
     return {
@@ -112,7 +115,7 @@ def build_index(eng: sa.Engine, dim: int) -> float:
     with eng.begin() as conn:
         conn.exec_driver_sql("SET maintenance_work_mem = '2GB'")
         conn.exec_driver_sql("SET max_parallel_maintenance_workers = 2")
-        conn.exec_driver_sql(hnsw_index_sql(1, dim))
+        build_hnsw_index(conn, 1, dim)
         conn.exec_driver_sql("ANALYZE track_embeddings")
     return time.perf_counter() - started
 

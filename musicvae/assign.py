@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from musicvae import db, registry
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
-from musicvae.recluster import upsert_embeddings, write_assignments
+from musicvae.recluster import write_assignments, write_embeddings
 from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
 
@@ -77,7 +77,7 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
     cluster_ids, distances = nearest(embeddings, centroids)
     track_ids = [t["track_id"] for t in tracks]
     with eng.begin() as conn:
-        upsert_embeddings(conn, champion.version, run_id, track_ids, embeddings)
+        write_embeddings(conn, "track_embeddings", champion.version, run_id, track_ids, embeddings)
         # Into the partitioned table: the rows join the run's partition (or the default one).
         write_assignments(
             conn, "cluster_assignments", run_id, track_ids, cluster_ids, distances, "incremental"

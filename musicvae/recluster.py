@@ -85,34 +85,63 @@ def run_recluster(
     return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
 
 
-def hnsw_index_sql(version: int, dim: int) -> str:
+def build_hnsw_index(conn, version: int, dim: int) -> None:
     """The cosine HNSW index of one model version's embeddings, used by similar_tracks().
 
     One index per version, on a cast expression: versions differ in width, and an index needs a
-    fixed dimension. ef_construction 128 (pgvector's default is 64) buys recall at build time.
+    fixed dimension. It is built on the version's partition, or as a partial index on the
+    default partition where the version's rows are there. ef_construction 128 (pgvector's
+    default is 64) buys recall at build time.
     """
-    return (
-        f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{int(version)} "
-        f"ON track_embeddings USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
-        f"WITH (m = 16, ef_construction = 128) WHERE model_version = {int(version)}"
+    version, dim = int(version), int(dim)
+    partition = conn.execute(
+        sa.text("SELECT to_regclass(track_embeddings_partition(:v))::text"), {"v": version}
+    ).scalar()
+    where = "" if partition else f" WHERE model_version = {version}"
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{version} "
+        f"ON {partition or 'track_embeddings_default'} "
+        f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+        f"WITH (m = 16, ef_construction = 128){where}"
     )
 
 
-def upsert_embeddings(
-    conn, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
+def embeddings_table(conn, version: int) -> str:
+    """Where this version's embeddings are COPYed: on its first run a table of its own, made in
+    the caller's transaction, which attach_embeddings() makes the version's partition of
+    track_embeddings; otherwise track_embeddings itself."""
+    made = conn.execute(
+        sa.text("SELECT track_embeddings_load_table(:v)"), {"v": int(version)}
+    ).scalar()
+    return made or "track_embeddings"
+
+
+def write_embeddings(
+    conn, table: str, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
 ) -> None:
-    """One embedding per track and model version: this version's rows for these tracks are
-    replaced, by binary COPY, inside the caller's transaction."""
-    conn.execute(
-        sa.text("DELETE FROM track_embeddings WHERE model_version = :v AND track_id = ANY(:ids)"),
-        {"v": version, "ids": track_ids},
-    )
+    """COPY embeddings into `table`; into track_embeddings they replace the version's rows for
+    these tracks (one embedding per track and model version)."""
+    if table == "track_embeddings":
+        conn.execute(
+            sa.text(
+                "DELETE FROM track_embeddings WHERE model_version = :v AND track_id = ANY(:ids)"
+            ),
+            {"v": version, "ids": track_ids},
+        )
     bulk.copy(
         conn,
-        "track_embeddings",
+        table,
         ("track_id", "model_version", "run_id", "embedding"),
         bulk.embedding_rows(track_ids, version, run_id, embeddings),
+        freeze=table != "track_embeddings",
     )
+
+
+def attach_embeddings(conn, table: str, version: int) -> None:
+    """Key and foreign keys of the version's own table, each checked once over all its rows,
+    then the table becomes the version's partition."""
+    if table != "track_embeddings":
+        conn.execute(sa.text("SELECT track_embeddings_attach(:v)"), {"v": int(version)})
 
 
 def assignments_table(conn, run_id: str) -> str:
@@ -217,8 +246,10 @@ def _write(
         )
         # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
         track_ids = [t["track_id"] for t in tracks]
-        upsert_embeddings(conn, version, run_id, track_ids, embeddings)
+        vectors = embeddings_table(conn, version)
+        write_embeddings(conn, vectors, version, run_id, track_ids, embeddings)
+        attach_embeddings(conn, vectors, version)
         table = assignments_table(conn, run_id)
         write_assignments(conn, table, run_id, track_ids, clustering.labels, clustering.distances)
-        conn.exec_driver_sql(hnsw_index_sql(version, int(embeddings.shape[1])))
+        build_hnsw_index(conn, version, int(embeddings.shape[1]))
         attach_assignments(conn, table, run_id)

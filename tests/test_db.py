@@ -86,11 +86,12 @@ def test_upgrading_a_populated_database_keeps_its_data(
     for _, name, sql in every[:-1]:
         (previous / name).write_text(sql)
     # Every stage migrates before it writes: run them all as the previous release would, which
-    # COPYed a run's assignments straight into an unpartitioned cluster_assignments.
+    # COPYed embeddings straight into an unpartitioned track_embeddings and indexed them there.
     monkeypatch.setenv("MUSICVAE_SQL_DIR", str(previous.parent))
     with monkeypatch.context() as previous_release:
-        previous_release.setattr(recluster, "assignments_table", lambda conn, run: TABLE)
-        previous_release.setattr(recluster, "attach_assignments", lambda conn, table, run: None)
+        previous_release.setattr(recluster, "embeddings_table", lambda conn, v: "track_embeddings")
+        previous_release.setattr(recluster, "attach_embeddings", lambda conn, table, v: None)
+        previous_release.setattr(recluster, "build_hnsw_index", _previous_hnsw_index)
         _populate(settings, landing)
     with eng.connect() as conn:
         before = conn.execute(
@@ -110,7 +111,8 @@ def test_upgrading_a_populated_database_keeps_its_data(
         ).all()
     assert after == before and len(neighbours) == 3
 
-    # The next run gets a partition of its own beside the upgraded rows.
+    # The next run's assignments get a partition of their own; the model version's embeddings
+    # stay in the default partition, where its index already is.
     recluster.run_recluster(settings, "recluster-2")
     with eng.connect() as conn:
         partitions = conn.execute(
@@ -123,10 +125,24 @@ def test_upgrading_a_populated_database_keeps_its_data(
             sa.text("SELECT DISTINCT run_id FROM current_cluster_assignments")
         ).scalars()
         assert list(current) == ["recluster-2"]
+        embeddings = conn.execute(
+            sa.text(
+                "SELECT c.relname, e.run_id, count(*) FROM track_embeddings e "
+                "JOIN pg_class c ON c.oid = e.tableoid GROUP BY 1, 2"
+            )
+        ).all()
     assert partitions == [
-        ("recluster-1", "cluster_assignments_default", 25),
+        ("recluster-1", _partition_name("recluster-1"), 25),
         ("recluster-2", _partition_name("recluster-2"), 25),
     ]
+    assert embeddings == [("track_embeddings_default", "recluster-2", 25)]
+
+
+def _previous_hnsw_index(conn, version: int, dim: int) -> None:
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{version} ON track_embeddings "
+        f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE model_version = {version}"
+    )
 
 
 def _populate(settings, landing) -> None:
@@ -178,3 +194,56 @@ def test_a_run_naming_an_unknown_track_is_refused_whole(one_track):
     with db.engine(url).connect() as conn:
         rows = conn.execute(sa.text("SELECT run_id, track_id FROM cluster_assignments")).all()
     assert rows == [("run-1", "s/A1")]
+
+
+def _embeddings(url: str, run: str, track_ids: list[str]) -> str:
+    """A version's first run's embeddings through the pipeline's write path: its own table."""
+    with db.engine(url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks) "
+                "VALUES (:r, 1, 1, :n)"
+            ),
+            {"r": run, "n": len(track_ids)},
+        )
+        table = recluster.embeddings_table(conn, 1)
+        vectors = np.arange(2 * len(track_ids), dtype=np.float32).reshape(-1, 2) + 1
+        recluster.write_embeddings(conn, table, 1, run, track_ids, vectors)
+        recluster.attach_embeddings(conn, table, 1)
+        recluster.build_hnsw_index(conn, 1, 2)
+    return table
+
+
+def test_a_versions_first_embeddings_get_a_partition_and_index_of_their_own(one_track):
+    url = one_track.database_url
+    with pytest.raises(sa.exc.IntegrityError, match="foreign key"):
+        _embeddings(url, "run-1", ["s/A1", "s/NOPE"])
+    with db.engine(url).connect() as conn:
+        leftover = conn.execute(sa.text("SELECT to_regclass('track_embeddings_v1')")).scalar()
+        assert leftover is None
+    assert _embeddings(url, "run-1", ["s/A1"]) == "track_embeddings_v1"
+    with db.engine(url).begin() as conn:
+        placed = conn.execute(
+            sa.text(
+                "SELECT c.relname, e.track_id, e.embedding::text FROM track_embeddings e "
+                "JOIN pg_class c ON c.oid = e.tableoid"
+            )
+        ).all()
+        index_on = conn.execute(
+            sa.text("SELECT tablename FROM pg_indexes WHERE indexname = 'track_embeddings_hnsw_v1'")
+        ).scalar()
+        # A later run of the same version writes through the partitioned table, replacing rows.
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks) "
+                "VALUES ('run-2', 1, 1, 1)"
+            )
+        )
+        assert recluster.embeddings_table(conn, 1) == "track_embeddings"
+        recluster.write_embeddings(
+            conn, "track_embeddings", 1, "run-2", ["s/A1"], np.array([[5.0, 6.0]], np.float32)
+        )
+        again = conn.execute(sa.text("SELECT run_id, embedding::text FROM track_embeddings")).all()
+    assert placed == [("track_embeddings_v1", "s/A1", "[1,2]")]
+    assert index_on == "track_embeddings_v1"
+    assert again == [("run-2", "[5,6]")]

@@ -7,7 +7,12 @@ import sqlalchemy as sa
 
 from musicvae import db
 from musicvae.clustering import stable_ids
-from musicvae.recluster import vector_literal
+from musicvae.recluster import (
+    attach_embeddings,
+    build_hnsw_index,
+    embeddings_table,
+    write_embeddings,
+)
 
 from .conftest import REPO
 
@@ -75,15 +80,10 @@ def catalogue(settings):
                     sa.text("INSERT INTO cluster_assignments VALUES (:r, :t, :c, :d)"),
                     {"r": run, "t": _track(i), "c": cluster, "d": i / 10},
                 )
-        for i in range(1, 13):
-            conn.execute(
-                sa.text("INSERT INTO track_embeddings VALUES (:t, 1, 'run-2', CAST(:e AS vector))"),
-                {"t": _track(i), "e": vector_literal(embeddings[i - 1])},
-            )
-        conn.exec_driver_sql(
-            "CREATE INDEX track_embeddings_hnsw_v1 ON track_embeddings USING hnsw "
-            "((embedding::vector(4)) vector_cosine_ops) WHERE model_version = 1"
-        )
+        vectors = embeddings_table(conn, 1)
+        write_embeddings(conn, vectors, 1, "run-2", [_track(i) for i in range(1, 13)], embeddings)
+        attach_embeddings(conn, vectors, 1)
+        build_hnsw_index(conn, 1, 4)
     return settings, embeddings
 
 

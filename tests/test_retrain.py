@@ -86,6 +86,12 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
         )
         != []
     )
+    # The version's embeddings are its own partition, which the second run rewrote.
+    assert _query(
+        settings,
+        "SELECT c.relname, e.run_id, count(*) FROM track_embeddings e "
+        "JOIN pg_class c ON c.oid = e.tableoid GROUP BY 1, 2",
+    ) == [(f"track_embeddings_v{version}", "recluster-2", 25)]
     neighbours = _query(
         settings,
         "SELECT track_id FROM similar_tracks(:t, 5)",

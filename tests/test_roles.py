@@ -2,6 +2,7 @@
 
 import uuid
 
+import numpy as np
 import psycopg2
 import pytest
 import sqlalchemy as sa
@@ -52,8 +53,16 @@ def test_the_pipeline_role_writes_rows_but_not_the_schema(settings):
 
 
 def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_track):
-    """The run's table is made and attached by the schema owner's functions, nothing else."""
-    from musicvae.recluster import assignments_table, attach_assignments, write_assignments
+    """The run's and the version's tables are made and attached by the schema owner's functions,
+    nothing else."""
+    from musicvae.recluster import (
+        assignments_table,
+        attach_assignments,
+        attach_embeddings,
+        embeddings_table,
+        write_assignments,
+        write_embeddings,
+    )
 
     settings = one_track
 
@@ -68,6 +77,9 @@ def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_tra
             )
         )
         conn.execute(sa.text("INSERT INTO clusters VALUES ('run-1', 0, 1, 'c', '{}', '{}', '[0]')"))
+        vectors = embeddings_table(conn, 1)
+        write_embeddings(conn, vectors, 1, "run-1", ["s/A1"], np.ones((1, 2), np.float32))
+        attach_embeddings(conn, vectors, 1)
         table = assignments_table(conn, "run-1")
         write_assignments(conn, table, "run-1", ["s/A1"], [0], [0.5])
         attach_assignments(conn, table, "run-1")
@@ -75,7 +87,7 @@ def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_tra
         sa.create_engine(url).connect() as conn,
         pytest.raises(sa.exc.ProgrammingError, match="must be owner"),
     ):
-        conn.exec_driver_sql(f"DROP TABLE {table}")
+        conn.exec_driver_sql(f"DROP TABLE {table}, {vectors}")
     with db.engine(settings.database_url).connect() as conn:
         placed = conn.execute(
             sa.text(
@@ -83,4 +95,11 @@ def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_tra
                 "JOIN pg_class c ON c.oid = a.tableoid"
             )
         ).all()
+        embedded = conn.execute(
+            sa.text(
+                "SELECT c.relname, e.track_id FROM track_embeddings e "
+                "JOIN pg_class c ON c.oid = e.tableoid"
+            )
+        ).all()
     assert placed == [(table, "s/A1")]
+    assert embedded == [("track_embeddings_v1", "s/A1")]
