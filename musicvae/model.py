@@ -23,6 +23,14 @@ class VAEOutput(NamedTuple):
     lyrics_recon: torch.Tensor  # [B, vocab]
     mu: torch.Tensor  # [B, latent] joint posterior
     logvar: torch.Tensor  # [B, latent]
+    bands_recon: torch.Tensor | None = None  # [B, 2 * n_mels] standardised band statistics
+    bands: torch.Tensor | None = None  # [B, 2 * n_mels] the input's, the target of bands_recon
+
+
+def band_statistics(x: torch.Tensor) -> torch.Tensor:
+    """Per-band mean, then per-band std, over time: [B, (1,) mel, time] -> [B, 2 * mel]."""
+    x = x.reshape(len(x), *x.shape[-2:]).float()
+    return torch.cat([x.mean(dim=2), x.std(dim=2)], dim=1)
 
 
 def _down(c_in: int, c_out: int) -> nn.Sequential:
@@ -68,8 +76,7 @@ class AudioEncoder(nn.Module):
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         if self.band_norm is None:
             return self.head(pooled)
-        bands = torch.cat([x.mean(dim=3), x.std(dim=3)], dim=2).flatten(1)  # [B, 2 * n_mels]
-        return self.head(torch.cat([pooled, self._normalise(bands)], dim=1))
+        return self.head(torch.cat([pooled, self._normalise(band_statistics(x))], dim=1))
 
     def _normalise(self, bands: torch.Tensor) -> torch.Tensor:
         """Batch norm, except that a lone training row (a batch's last, or the only one left with
@@ -110,7 +117,16 @@ class AudioDecoder(nn.Module):
 
 
 class HybridVAE(nn.Module):
-    """Audio and lyrics experts, a product-of-experts posterior, and one decoder per modality."""
+    """Audio and lyrics experts, a product-of-experts posterior, and one decoder per modality.
+
+    With `bands_head` a third decoder reconstructs the clip's per-band statistics, standardised
+    with the training rows' `band_mean` and `band_std` (set by the training loop). The log-mel
+    image's squared error is dominated by loudness over time; this target makes the latent also
+    encode the timbre that tells recordings apart. Measured with 3 epochs, 3 seeds, KMeans NMI:
+    the real-audio set 0.097 -> 0.116 (all windows) and 0.146 -> 0.171 (one window per track);
+    the 300-track sample unchanged within noise (0.654 either way).
+    `bands_head=False` rebuilds models saved before it.
+    """
 
     def __init__(
         self,
@@ -120,6 +136,7 @@ class HybridVAE(nn.Module):
         latent_dim: int = 32,
         width: int = 32,
         band_stats: bool = True,
+        bands_head: bool = True,
     ):
         super().__init__()
         # Everything needed to rebuild this model around a saved state_dict.
@@ -130,6 +147,7 @@ class HybridVAE(nn.Module):
             "latent_dim": latent_dim,
             "width": width,
             "band_stats": band_stats,
+            "bands_head": bands_head,
         }
         self.latent_dim = latent_dim
         self.audio_encoder = AudioEncoder(n_mels, width, latent_dim, band_stats)
@@ -140,6 +158,13 @@ class HybridVAE(nn.Module):
         self.lyrics_decoder = nn.Sequential(
             nn.Linear(latent_dim, 256), nn.GELU(), nn.Linear(256, vocab_size)
         )
+        self.bands_decoder = None
+        if bands_head:
+            self.bands_decoder = nn.Sequential(
+                nn.Linear(latent_dim, 256), nn.GELU(), nn.Linear(256, 2 * n_mels)
+            )
+            self.register_buffer("band_mean", torch.zeros(2 * n_mels))
+            self.register_buffer("band_std", torch.ones(2 * n_mels))
         # oneDNN (CPU) and cuDNN run these small-channel convolutions markedly faster in NHWC.
         self.to(memory_format=torch.channels_last)
 
@@ -169,7 +194,11 @@ class HybridVAE(nn.Module):
     def forward(self, audio, lyrics, has_audio, has_lyrics) -> VAEOutput:
         mu, logvar = self.encode(audio, lyrics, has_audio, has_lyrics)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return VAEOutput(self.audio_decoder(z), self.lyrics_decoder(z), mu, logvar)
+        out = VAEOutput(self.audio_decoder(z), self.lyrics_decoder(z), mu, logvar)
+        if self.bands_decoder is None:
+            return out
+        bands = (band_statistics(audio) - self.band_mean) / self.band_std
+        return out._replace(bands_recon=self.bands_decoder(z), bands=bands)
 
 
 def _masked_mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -186,9 +215,11 @@ def vae_loss(
     has_lyrics: torch.Tensor,
     beta: float,
     lyrics_weight: float,
+    bands_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Squared reconstruction error averaged over the samples that HAVE each modality, plus
-    beta * KL(q(z | x) || N(0, I)) averaged over the batch.
+    beta * KL(q(z | x) || N(0, I)) averaged over the batch. The band statistics' error (when
+    the model reconstructs them) counts with the audio, weighted by `bands_weight`.
 
     Errors are summed over a sample's elements, not averaged: that is a Gaussian log-likelihood up
     to constants, so beta=1 is the ordinary ELBO and beta > 1 a beta-VAE. With per-element means
@@ -203,6 +234,12 @@ def vae_loss(
         "audio": _masked_mean(audio_err, has_audio),
         "lyrics": _masked_mean(lyrics_err, has_lyrics),
         "kl": kl,
+        "bands": torch.zeros_like(kl),
     }
-    parts["total"] = parts["audio"] + lyrics_weight * parts["lyrics"] + beta * kl
+    if out.bands_recon is not None:
+        bands_err = (out.bands_recon.float() - out.bands.float()).pow(2).sum(dim=1)
+        parts["bands"] = _masked_mean(bands_err, has_audio)
+    parts["total"] = (
+        parts["audio"] + bands_weight * parts["bands"] + lyrics_weight * parts["lyrics"] + beta * kl
+    )
     return parts

@@ -102,6 +102,25 @@ def test_loss_ignores_the_missing_modality(model):
     )
 
 
+def test_the_band_statistics_are_reconstructed_for_the_rows_with_audio(model):
+    model.eval()
+    audio, lyrics = batch()
+    has_audio, has_lyrics = flags(1, 0, 1, 1), flags(1, 1, 1, 1)
+    model.band_mean.fill_(0.5)
+    model.band_std.fill_(2.0)
+    out = model(audio, lyrics, has_audio, has_lyrics)
+    target = (torch.cat([audio.mean(dim=2), audio.std(dim=2)], dim=1) - 0.5) / 2.0
+    torch.testing.assert_close(out.bands, target)
+    parts = vae_loss(out, audio, lyrics, has_audio, has_lyrics, 1.0, 10.0, bands_weight=3.0)
+    expected = (out.bands_recon - target)[has_audio].pow(2).sum() / has_audio.sum()
+    torch.testing.assert_close(parts["bands"], expected)
+    torch.testing.assert_close(
+        parts["total"], parts["audio"] + 3.0 * expected + 10.0 * parts["lyrics"] + parts["kl"]
+    )
+    without = HybridVAE(N_MELS, N_FRAMES, VOCAB, latent_dim=LATENT, width=4, bands_head=False)
+    assert without(audio, lyrics, has_audio, has_lyrics).bands_recon is None
+
+
 def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
     zeros = torch.zeros(3, LATENT)
     out = VAEOutput(torch.zeros(3, 2, 2), torch.zeros(3, 4), zeros, zeros)

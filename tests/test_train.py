@@ -1,3 +1,4 @@
+import copy
 import io
 import math
 
@@ -7,7 +8,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from musicvae.model import HybridVAE
-from musicvae.train import TrainConfig, TrainedModel, TrainingData, fit
+from musicvae.train import TrainConfig, TrainedModel, TrainingData, fit, split_rows
 
 N_MELS, N_FRAMES, VOCAB = 16, 32, 20
 
@@ -140,7 +141,28 @@ def test_single_modality_rows_embed_without_nan():
     for subset in (audio_only, lyrics_only):
         z = trained.embed(subset, batch_size=7)
         assert z.shape == (40, 4) and np.isfinite(z).all() and np.abs(z).sum() > 0
-    assert not trained.embed(neither).any()  # the prior mean
+    assert not trained.posterior_means(neither).any()  # the prior mean
+
+
+def test_embeddings_are_standardised_with_statistics_of_the_training_rows():
+    data, _ = two_groups(n=40)
+    config = tiny(epochs=1)
+    trained = fit(data, config)
+    train_rows, val_rows = split_rows(40, config.val_fraction, config.seed)
+    z = trained.embed(data)
+    np.testing.assert_allclose(z[train_rows].mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(z[train_rows].std(axis=0), 1, rtol=1e-3)
+    # Validation rows took no part in the statistics.
+    refit = copy.copy(trained).fit_latent_scaling(data, np.arange(40))
+    assert not np.allclose(refit.latent_mean, trained.latent_mean)
+
+
+def test_a_model_saved_before_latent_scaling_embeds_raw_means():
+    data, _ = two_groups(n=24)
+    trained = fit(data, tiny(epochs=1))
+    state = {k: v for k, v in trained.state().items() if not k.startswith("latent_")}
+    restored = TrainedModel.from_state(state, device="cpu")
+    np.testing.assert_array_equal(restored.embed(data), trained.posterior_means(data))
 
 
 def test_state_round_trip_embeds_identically():
@@ -159,13 +181,41 @@ def test_a_model_saved_before_band_statistics_still_loads():
     "band_stats" entry in its kwargs) must still load and embed after an upgrade."""
     data, _ = two_groups(n=24)
     trained = fit(data, tiny(epochs=1))
-    old = HybridVAE(**{**trained.model.kwargs, "band_stats": False})
+    old = HybridVAE(**{**trained.model.kwargs, "band_stats": False, "bands_head": False})
     state = {**trained.state(), "state_dict": old.state_dict()}
-    state["model_kwargs"] = {k: v for k, v in old.kwargs.items() if k != "band_stats"}
+    state["model_kwargs"] = {
+        k: v for k, v in old.kwargs.items() if k not in ("band_stats", "bands_head")
+    }
     restored = TrainedModel.from_state(state, device="cpu")
     assert restored.model.audio_encoder.band_norm is None
     z = restored.embed(data)
     assert z.shape == (24, trained.config.latent_dim) and np.isfinite(z).all()
+
+
+def test_a_model_saved_before_the_band_statistics_decoder_still_loads():
+    data, _ = two_groups(n=24)
+    trained = fit(data, tiny(epochs=1))
+    old = HybridVAE(**{**trained.model.kwargs, "bands_head": False})
+    state = {**trained.state(), "state_dict": old.state_dict()}
+    state["model_kwargs"] = {k: v for k, v in old.kwargs.items() if k != "bands_head"}
+    restored = TrainedModel.from_state(state, device="cpu")
+    assert restored.model.bands_decoder is None
+    assert np.isfinite(restored.embed(data)).all()
+
+
+def test_the_band_statistics_target_is_standardised_on_the_training_rows():
+    data, _ = two_groups(n=40)
+    config = tiny(epochs=1)
+    trained = fit(data, config)
+    train_rows, _ = split_rows(40, config.val_fraction, config.seed)
+    with_audio = train_rows[data.has_audio[train_rows]]
+    assert 2 <= len(with_audio) < len(train_rows)  # rows without audio take no part
+    audio = (data.audio[with_audio].astype(np.float64) - trained.audio_mean) / trained.audio_std
+    bands = np.concatenate([audio.mean(axis=2), audio.std(axis=2, ddof=1)], axis=1)
+    model = trained.model
+    np.testing.assert_allclose(model.band_mean.numpy(), bands.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(model.band_std.numpy(), bands.std(axis=0, ddof=1), rtol=1e-3)
+    assert trained.history[0]["bands"] > 0
 
 
 def test_early_stopping_on_a_plateau_keeps_the_best_weights():
