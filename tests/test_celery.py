@@ -5,6 +5,8 @@ scheduler, api-server and dag-processor configured with the CeleryExecutor, and 
 `airflow celery worker`. The scheduler hands the ingest task to Celery; the worker runs it.
 """
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -55,16 +57,23 @@ def _rows(url: str, sql: str, **params):
 def test_the_ingest_task_ran_on_the_celery_worker(celery_stack, ingest_run):
     client, run_id = ingest_run
     assert client.task_states("merge_ingest", run_id) == {"ingest": "success"}
-    [(queue, celery_id, celery_status)] = _rows(
-        celery_stack.database_url(AIRFLOW_DB),
-        """
-        SELECT ti.queue, ti.external_executor_id, m.status
-        FROM task_instance ti LEFT JOIN celery_taskmeta m ON m.task_id = ti.external_executor_id
-        WHERE ti.dag_id = 'merge_ingest' AND ti.run_id = :run_id""",
-        run_id=run_id,
-    )
     # The scheduler records the Celery task id it sent; Celery's result backend holds that
-    # task's outcome, written by the worker when it finished.
+    # task's outcome, written by the worker when it finished. The task reports success to
+    # Airflow before its Celery task returns, so the backend may still say STARTED briefly.
+    deadline = time.monotonic() + 60
+    while True:
+        [(queue, celery_id, celery_status)] = _rows(
+            celery_stack.database_url(AIRFLOW_DB),
+            """
+            SELECT ti.queue, ti.external_executor_id, m.status
+            FROM task_instance ti
+            LEFT JOIN celery_taskmeta m ON m.task_id = ti.external_executor_id
+            WHERE ti.dag_id = 'merge_ingest' AND ti.run_id = :run_id""",
+            run_id=run_id,
+        )
+        if celery_status == "SUCCESS" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert queue == "default"
     assert celery_id and celery_status == "SUCCESS"
     worker_log = (celery_stack.root / "logs" / "airflow-celery-worker.log").read_text()
