@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -18,11 +17,11 @@ from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from musicvae.audiofile import open_audio
 from musicvae.errors import AudioDecodeError
 
 log = logging.getLogger("musicvae.features")
@@ -61,7 +60,8 @@ class MelConfig:
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode MP3/WAV/FLAC/OGG bytes to mono float32 samples (mean of the channels) and the rate."""
     try:
-        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with open_audio(data) as f:
+            wave, sr = f.read(dtype="float32", always_2d=True), f.samplerate
     except Exception as exc:  # libsndfile reports corrupt input through several exception types
         raise AudioDecodeError(f"cannot decode audio ({len(data)} bytes): {exc}") from exc
     if wave.shape[0] == 0:

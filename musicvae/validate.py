@@ -12,7 +12,6 @@ is recorded as failed with its reason and report, and BatchValidationError is ra
 from __future__ import annotations
 
 import html
-import io
 import json
 import logging
 import mimetypes
@@ -30,6 +29,7 @@ import soundfile as sf
 import sqlalchemy as sa
 
 from musicvae import db, expectations
+from musicvae.audiofile import open_audio
 from musicvae.catalogue import QUADRANTS
 from musicvae.config import Settings
 from musicvae.errors import BatchValidationError
@@ -125,7 +125,7 @@ class ValidationResult:
 
 def profile_audio(data: bytes, silence_dbfs: float) -> dict:
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with open_audio(data) as f:
             sr, channels, fmt = f.samplerate, f.channels, f.format
             samples = f.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as e:

@@ -53,6 +53,26 @@ def test_stereo_is_averaged_to_mono():
     np.testing.assert_allclose(decoded, left / 2, atol=1e-4)
 
 
+def test_mp3_decodes_alike_with_and_without_in_memory_files(monkeypatch):
+    # libsndfile must get a file descriptor (it then decodes without the GIL) where the OS has
+    # in-memory files, and a file object elsewhere; the samples must not depend on which.
+    data = encode(tone(440, 1.0, 22050), 22050, "MP3")
+    opened, real = [], sf.SoundFile
+
+    def spy(file, *args, **kwargs):
+        opened.append(type(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr("musicvae.audiofile.sf.SoundFile", spy)
+    from_memfd, sr = decode_audio(data)
+    monkeypatch.delattr("os.memfd_create")  # as on macOS and Windows
+    from_file_object, _ = decode_audio(data)
+    assert opened == [int, io.BytesIO]
+    assert sr == 22050
+    np.testing.assert_array_equal(from_memfd, from_file_object)
+    np.testing.assert_allclose(from_memfd, sf.read(io.BytesIO(data), dtype="float32")[0], atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", np.random.default_rng(0).bytes(4096), encode(tone(440, 1.0, 22050), 22050, "MP3")[:40]],
