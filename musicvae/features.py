@@ -62,7 +62,9 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     try:
         with open_audio(data) as f:
             wave, sr = f.read(dtype="float32", always_2d=True), f.samplerate
-    except Exception as exc:  # libsndfile reports corrupt input through several exception types
+    # libsndfile reports corrupt input through several exception types, all of these; an OSError
+    # (no memory or file descriptors left) is the machine's trouble, not the file's, and passes.
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise AudioDecodeError(f"cannot decode audio ({len(data)} bytes): {exc}") from exc
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"cannot decode audio ({len(data)} bytes): it holds no samples")

@@ -73,6 +73,16 @@ def test_mp3_decodes_alike_with_and_without_in_memory_files(monkeypatch):
     np.testing.assert_allclose(from_memfd, sf.read(io.BytesIO(data), dtype="float32")[0], atol=1e-6)
 
 
+def test_a_machine_fault_is_not_blamed_on_the_file(monkeypatch):
+    def exhausted(*args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr("os.memfd_create", exhausted)
+    with pytest.raises(OSError, match="Too many open files") as raised:
+        decode_audio(encode(tone(440, 0.2, 8000), 8000, "WAV"))
+    assert not isinstance(raised.value, AudioDecodeError)
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", np.random.default_rng(0).bytes(4096), encode(tone(440, 1.0, 22050), 22050, "MP3")[:40]],
