@@ -122,10 +122,11 @@ def supervised_ceiling(x: np.ndarray, tracks: list[dict], groups: list[str]) -> 
     from sklearn.preprocessing import StandardScaler
 
     keep = np.array([bool(t["genre"]) for t in tracks])
+    x, groups = x[keep], np.array(groups)[keep]
     y = np.array([t["genre"] for t in tracks], dtype=object)[keep].astype(str)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
-    folds = GroupKFold(5, shuffle=True, random_state=0).split(x[keep], y, np.array(groups)[keep])
-    predicted = cross_val_predict(classifier, x[keep], y, cv=list(folds))
+    folds = GroupKFold(5, shuffle=True, random_state=0).split(x, y, groups)
+    predicted = cross_val_predict(classifier, x, y, cv=list(folds))
     ceiling = {
         "accuracy": float(np.mean(predicted == y)),
         "nmi": float(normalized_mutual_info_score(y, predicted)),
