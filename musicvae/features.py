@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -105,13 +106,29 @@ def fit_clip(wave: np.ndarray, sr: int, cfg: MelConfig) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _mel_basis(cfg: MelConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The periodic Hann window and the [n_freqs, n_mels] HTK filterbank, as torchaudio's
-    MelSpectrogram builds them with these settings (f_min 0, f_max sample_rate // 2, no norm)."""
+    """The periodic Hann window, and torchaudio's [n_freqs, n_mels] HTK filterbank (f_min 0,
+    f_max sample_rate // 2, no norm) as [n_mels, 2 * n_freqs]: each bin's weight twice, for the
+    squared real and imaginary parts side by side, so one matmul both adds them and applies it.
+
+    Each bin feeds at most two filters, so on the CPU the filterbank is a sparse (CSR) matrix:
+    3 % of the dense one's multiplications. A GPU keeps the dense one, which it does faster.
+    """
     window = torch.hann_window(cfg.n_fft, device=device)
     fbank = torchaudio.functional.melscale_fbanks(
         cfg.n_fft // 2 + 1, 0.0, float(cfg.sample_rate // 2), cfg.n_mels, cfg.sample_rate
     )
-    return window, fbank.to(device)
+    fbank = fbank.repeat_interleave(2, dim=0).T.contiguous().to(device)
+    if device.type == "cpu":
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul is not
+            warnings.simplefilter("ignore", UserWarning)
+            fbank = fbank.to_sparse_csr()
+    return window, fbank
+
+
+def _reflect_pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """torch.nn.functional.pad(mode="reflect") on the last dim, as one concatenation: 8x faster
+    on a 29 s clip than pad's reflection kernel."""
+    return torch.cat([x[..., 1 : n + 1].flip(-1), x, x[..., -n - 1 : -1].flip(-1)], dim=-1)
 
 
 def _log_mel_batch(
@@ -119,20 +136,21 @@ def _log_mel_batch(
 ) -> torch.Tensor:
     """torchaudio's MelSpectrogram(power=2) + AmplitudeToDB(top_db=80), spelled out.
 
-    Frames are cut with a strided view and transformed with one rfft, so the spectrum comes out
-    [B, frames, freqs], contiguous for the filterbank matmul, and the power is re*re + im*im
-    (torchaudio takes abs() then squares it: a square root and three passes more). `chunk`
-    frames at a time, so that on a CPU the windowed frames and their spectrum stay in cache.
+    Frames are cut with a strided view and transformed with one rfft; the spectrum is squared in
+    place, and the filterbank sums re^2 + im^2 as it applies itself (torchaudio takes abs() and
+    squares it: a square root and three passes more). `chunk` frames at a time, so that on a CPU
+    the windowed frames and their spectrum stay in cache.
     """
-    half = cfg.n_fft // 2
-    padded = torch.nn.functional.pad(x.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
-    frames = padded.unfold(-1, cfg.n_fft, cfg.hop_length)
-    mel = torch.empty(*frames.shape[:-1], cfg.n_mels, device=x.device)
+    batch = len(x)
+    frames = _reflect_pad(x, cfg.n_fft // 2).unfold(-1, cfg.n_fft, cfg.hop_length)
+    mel = torch.empty(batch, cfg.n_mels, frames.shape[-2], device=x.device)
     for start in range(0, frames.shape[-2], chunk):
-        spectrum = torch.fft.rfft(frames[:, start : start + chunk] * window)
-        power = spectrum.real.square() + spectrum.imag.square()
-        torch.matmul(power, fbank, out=mel[:, start : start + chunk])
-    db = 10.0 * torch.log10(torch.clamp(mel.transpose(-1, -2), min=1e-10))
+        parts = torch.view_as_real(torch.fft.rfft(frames[:, start : start + chunk] * window))
+        parts.square_()
+        n = parts.shape[1]
+        power = parts.reshape(batch * n, -1).T  # [2 * n_freqs, batch * frames]
+        mel[:, :, start : start + n] = (fbank @ power).reshape(-1, batch, n).transpose(0, 1)
+    db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
     # The top_db floor is per clip, so a clip's features do not depend on its batch neighbours.
     return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - TOP_DB)
 

@@ -11,6 +11,8 @@ from musicvae.errors import AudioDecodeError
 from musicvae.features import (
     LyricsVectorizer,
     MelConfig,
+    _log_mel_batch,
+    _mel_basis,
     decode_audio,
     extract_mels,
     fit_clip,
@@ -147,24 +149,48 @@ def test_log_mel_of_a_clip_does_not_depend_on_its_batch():
     assert together[0].max() - together[0].min() <= 80.0 + 1e-3  # top_db floor per clip
 
 
+def noise_and_tone(cfg: MelConfig) -> np.ndarray:
+    noise = np.random.default_rng(0).standard_normal(cfg.n_samples).astype(np.float32) * 0.1
+    return np.stack([noise, tone(440, cfg.clip_seconds, cfg.sample_rate, 0.001)])
+
+
+def torchaudio_log_mel(waves: np.ndarray, cfg: MelConfig) -> np.ndarray:
+    """The feature definition: torchaudio's MelSpectrogram(power=2) + AmplitudeToDB(top_db=80)."""
+    return (
+        torch.nn.Sequential(
+            torchaudio.transforms.MelSpectrogram(
+                sample_rate=cfg.sample_rate,
+                n_fft=cfg.n_fft,
+                hop_length=cfg.hop_length,
+                n_mels=cfg.n_mels,
+                power=2.0,
+            ),
+            torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0),
+        )(torch.from_numpy(waves).unsqueeze(1))
+        .squeeze(1)
+        .numpy()
+    )
+
+
 @pytest.mark.parametrize("cfg", [SMALL, MelConfig()], ids=["small", "default"])
 def test_log_mel_equals_torchaudio_melspectrogram_to_db(cfg):
-    # The feature definition: torchaudio's MelSpectrogram(power=2) + AmplitudeToDB(top_db=80),
-    # floored per clip. log_mel computes it its own, faster way and must give the same numbers.
-    rng = np.random.default_rng(0)
-    noise = rng.standard_normal(cfg.n_samples).astype(np.float32) * 0.1
-    waves = np.stack([noise, tone(440, cfg.clip_seconds, cfg.sample_rate, 0.001)])
-    reference = torch.nn.Sequential(
-        torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            n_mels=cfg.n_mels,
-            power=2.0,
-        ),
-        torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0),
-    )(torch.from_numpy(waves).unsqueeze(1)).squeeze(1)
-    np.testing.assert_allclose(log_mel(waves, cfg), reference.numpy(), atol=1e-3)
+    # log_mel computes the definition its own, faster way (floored per clip), and must give the
+    # same numbers.
+    waves = noise_and_tone(cfg)
+    np.testing.assert_allclose(log_mel(waves, cfg), torchaudio_log_mel(waves, cfg), atol=1e-3)
+
+
+def test_the_gpu_arrangement_of_log_mel_gives_the_same_numbers():
+    # On CUDA, log_mel takes the whole batch in one chunk with a dense filterbank, where the CPU
+    # goes clip by clip with a sparse one. The same arithmetic, run here on the CPU.
+    waves = noise_and_tone(SMALL)
+    window, sparse = _mel_basis(SMALL, torch.device("cpu"))
+    assert sparse.layout == torch.sparse_csr
+    with torch.inference_mode():
+        out = _log_mel_batch(
+            torch.from_numpy(waves), window, sparse.to_dense(), SMALL, chunk=SMALL.n_frames
+        )
+    np.testing.assert_allclose(out.numpy(), torchaudio_log_mel(waves, SMALL), atol=1e-3)
 
 
 def test_log_mel_accepts_tensors():
