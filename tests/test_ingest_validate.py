@@ -84,6 +84,20 @@ def test_an_unchanged_rerun_uploads_and_writes_nothing(settings, landing):
     assert _snapshot(settings) == before
 
 
+def test_a_file_missing_from_object_storage_is_uploaded_again(settings, landing):
+    # The landing zone is unchanged, so the hash cache vouches for every file; the object store
+    # still has to hold it.
+    run_ingest(settings, "ingest-1", str(landing))
+    key = _rows(settings, "SELECT audio_key FROM tracks WHERE status = 'new' LIMIT 1")[0][0]
+    store = ObjectStore(settings)
+    store.remove(key)
+
+    again = run_ingest(settings, "ingest-2", str(landing))
+
+    assert again.files_uploaded == 1 and not again.changed
+    assert store.exists(key)
+
+
 def test_a_changed_file_is_ingested_again_and_revalidated(settings, landing):
     run_ingest(settings, "ingest-1", str(landing))
     run_validation(settings, "validate-1")
