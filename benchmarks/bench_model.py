@@ -188,7 +188,7 @@ def run_dataset(stack, name, landing, args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracks", type=int, default=2000)
-    # The research model (80M parameters, 3-10 samples/s on 2 cores) bounds what fits in ~45 min.
+    # The research model (80M parameters, ~19 samples/s on 2 cores) bounds what fits in ~45 min.
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--no-realaudio", action="store_true")
