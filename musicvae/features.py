@@ -111,7 +111,7 @@ def _mel_basis(cfg: MelConfig, device: torch.device) -> tuple[torch.Tensor, torc
     squared real and imaginary parts side by side, so one matmul both adds them and applies it.
 
     Each bin feeds at most two filters, so on the CPU the filterbank is a sparse (CSR) matrix:
-    3 % of the dense one's multiplications. A GPU keeps the dense one, which it does faster.
+    3 % of the dense one's multiplications. A GPU keeps the dense matmul it is built for.
     """
     window = torch.hann_window(cfg.n_fft, device=device)
     fbank = torchaudio.functional.melscale_fbanks(
