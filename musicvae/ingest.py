@@ -86,6 +86,8 @@ class _FileStore:
             key = content_key(prefix, sha, suffix)
             if self.store.put_if_absent(key, data):
                 self.result.files_uploaded += 1
+            if prefix in self._stored:  # keep the listing true for later files of this run
+                self._stored[prefix].add(key)
         self.cache_updates[cache_key] = (len(data), stat.version, sha)
         return _StoredFile(sha, key, len(data))
 
