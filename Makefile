@@ -3,17 +3,22 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The pretrained audio front end's weights ship in this wheel. Its metadata pins numpy < 1.17,
+# which cannot resolve beside numpy 2, so it is installed without its dependencies: only its
+# checkpoint files are read (musicvae/musicnn.py), never its code.
+MUSICNN := musicnn==0.1.0
 
 .PHONY: install demo demo-stop stack-status system-deps test test-fast lint format clean \
 	bench bench-model bench-features bench-training bench-sql bench-validation
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) --version >/dev/null 2>&1 || { echo "musicvae needs Python 3.11 ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[local,dev,bench]'
+	$(PY) -m pip install --quiet --no-deps $(MUSICNN)
 	touch $@
 
 demo: install
