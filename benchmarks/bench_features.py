@@ -12,6 +12,10 @@ ours      `extract_mels` on 2 threads, as the pipeline's feature task runs it: o
           thread takes one file at a time through read, decode, fit and log-mel (torch on one
           thread), 64 x 625 with MelConfig() defaults; on CUDA, when a GPU is present, the
           threads decode and the GPU computes the log-mels of the whole set.
+musicnn   the pretrained front end (`MusicnnFrontend.extract`, as the pipeline runs it): per
+          clip, decode, resampling to 16 kHz, 96-band log-mel and the network on every 3 s
+          patch; the same threads on the CPU, the network on the GPU under bfloat16 on CUDA.
+          Not the same work as the mel paths: its figure is clips/s, decode included.
 
 Each path first runs once, untimed, on one clip (imports, numba/oneDNN warm-up, FFT plans), and
 every file is read once before timing so both paths find it in the page cache. Then the two
@@ -38,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.research_model import research_features
 from musicvae.features import MelConfig, decode_audio, extract_mels
+from musicvae.frontends import MusicnnFrontend
 from musicvae.sample import build_sample
 
 log = logging.getLogger("benchmarks.features")
@@ -90,6 +95,11 @@ def ours(paths: list[Path], cfg: MelConfig, device: str) -> np.ndarray:
     return extract_mels(Path.read_bytes, paths, cfg, device, workers=WORKERS)
 
 
+def musicnn(paths: list[Path], device: str) -> np.ndarray:
+    frontend = MusicnnFrontend()
+    return frontend.stack(frontend.extract(Path.read_bytes, paths, torch.device(device), WORKERS))
+
+
 def research_one_thread(paths: list[Path]) -> np.ndarray:
     """The research path with its BLAS on one thread: on a busy machine OpenBLAS's second
     thread waits far more than it works, so this is the research code at its fastest here."""
@@ -124,6 +134,7 @@ def run(clips: int, repeats: int = 3) -> dict:
         "research_1thread": research_one_thread,
         "decode": decode_only,
         **{_key(d): functools.partial(ours, cfg=cfg, device=d) for d in devices},
+        **{_key(d, "musicnn"): functools.partial(musicnn, device=d) for d in devices},
     }
     log.info("warm-up: one untimed clip through each path")
     for fn in contenders.values():
@@ -162,7 +173,7 @@ def run(clips: int, repeats: int = 3) -> dict:
         result[f"{key}_cpu_ms_per_clip"] = 1000 * best["cpu_s"] / clips
         result[f"{key}_clips_per_s"] = clips / best["total_s"]
         result[f"{key}_rounds_seconds"] = [r["total_s"] for r in rounds]
-    for key in runs.keys() - {"research", "research_1thread", "decode"}:
+    for key in (k for k in runs if k.startswith("ours")):
         suffix = key.removeprefix("ours")
         result[f"speedup{suffix}"] = result[f"{key}_clips_per_s"] / result["research_clips_per_s"]
         result[f"speedup{suffix}_vs_1thread"] = (
@@ -176,8 +187,8 @@ def run(clips: int, repeats: int = 3) -> dict:
     return result
 
 
-def _key(device: str) -> str:
-    return "ours" if device == "cpu" else f"ours_{device}"
+def _key(device: str, path: str = "ours") -> str:
+    return path if device == "cpu" else f"{path}_{device}"
 
 
 LABELS = {
@@ -186,6 +197,8 @@ LABELS = {
     "decode": "MP3 decode only, 1 thread",
     "ours": f"ours (CPU, {WORKERS} threads)",
     "ours_cuda": "ours (CUDA log-mel)",
+    "musicnn": f"musicnn front end (CPU, {WORKERS} thr.)",
+    "musicnn_cuda": "musicnn front end (CUDA, bf16)",
 }
 
 

@@ -13,12 +13,21 @@ from musicvae.queues import TRAINING_POOL, TRAINING_QUEUE
     default_args=DEFAULT_ARGS,
     tags=["musicvae", "training"],
     params={
+        "audio_frontend": Param(
+            "musicnn",
+            type="string",
+            enum=["musicnn", "mel"],
+            description="What the audio expert hears: musicnn, a network pretrained on the "
+            "Million Song Dataset (best on real music), or mel, log-mel images learnt from "
+            "scratch.",
+        ),
         "epochs": Param(
-            20,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             maximum=500,
-            description="Training epochs (early stopping may end sooner).",
+            description="Training epochs (early stopping may end sooner). Empty: the front "
+            "end's default, 100 for musicnn and 20 for mel.",
         ),
         "beta": Param(
             1.0,
@@ -90,11 +99,12 @@ def musicvae_retrain():
                 raise AirflowSkipException(str(e)) from e
             raise
 
-    @task
-    def features(snap: dict) -> dict:
+    # The pretrained front end is a network too: it runs where the GPU is.
+    @task(queue=TRAINING_QUEUE)
+    def features(snap: dict, params=None) -> dict:
         from musicvae.retrain import prepare_features
 
-        return prepare_features(settings(), snap["snapshot_id"])
+        return prepare_features(settings(), snap["snapshot_id"], params["audio_frontend"])
 
     @task(queue=TRAINING_QUEUE, pool=TRAINING_POOL)
     def train(snap: dict, _features: dict, params=None) -> dict:

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--no-airflow", action="store_true")
         else:
             q.add_argument("--tracks", type=int, default=200)
-            q.add_argument("--epochs", type=int, default=30)
+            q.add_argument("--epochs", type=int, default=None, help="default: the front end's")
             q.add_argument("--seed", type=int, default=0)
 
     d = sub.add_parser("db", help="database schema")

@@ -16,14 +16,68 @@ class Clustering:
     centroids: np.ndarray  # [k, d]
     distances: np.ndarray  # [N] distance of each row to its own centroid
 
+    @property
+    def inertia(self) -> float:
+        return float(np.square(self.distances, dtype=np.float64).sum())
 
-def kmeans(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> Clustering:
-    k = max(1, min(n_clusters, len(embeddings)))
-    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings)
+
+def _clustering(model: KMeans, embeddings: np.ndarray) -> Clustering:
     labels = model.labels_.astype(int)
     centroids = model.cluster_centers_.astype(np.float32)
     distances = np.linalg.norm(embeddings - centroids[labels], axis=1)
     return Clustering(labels, centroids, distances.astype(np.float32))
+
+
+def kmeans(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> Clustering:
+    k = max(1, min(n_clusters, len(embeddings)))
+    return _clustering(
+        KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings), embeddings
+    )
+
+
+# A clustering seeded from the previous run's clusters is kept while its within-cluster sum of
+# squares is at most this much above a fresh KMeans': a retrain that only moved the latent space
+# around leaves the clusters where users know them; a materially better grouping still wins.
+ANCHOR_TOLERANCE = 0.05
+
+
+def anchor_labels(track_ids: list[str], previous: dict[int, set[str]]) -> np.ndarray | None:
+    """Each track's cluster in the previous run (`stable_ids`' `previous`), -1 where it had
+    none; None when there was no previous run."""
+    if not previous:
+        return None
+    where = {t: c for c, members in previous.items() for t in members}
+    return np.array([where.get(t, -1) for t in track_ids])
+
+
+def anchored_kmeans(
+    embeddings: np.ndarray,
+    n_clusters: int,
+    seed: int,
+    anchor: np.ndarray | None,
+    tolerance: float = ANCHOR_TOLERANCE,
+) -> tuple[Clustering, bool]:
+    """KMeans that keeps the previous run's clusters where the data allows; (clustering, whether
+    the anchored one was kept).
+
+    `anchor` gives each row's cluster in the previous run (-1: none, e.g. a new track). Lloyd's
+    iterations start from the centres of the previous clusters' members in THIS embedding, so
+    they work across model versions whose latent spaces are not comparable. The result is kept
+    when its inertia is within `tolerance` of a fresh KMeans' (`kmeans`), which is used otherwise
+    and when the previous run had another number of clusters.
+    """
+    fresh = kmeans(embeddings, n_clusters, seed)
+    if anchor is None:
+        return fresh, False
+    previous = np.unique(anchor[anchor >= 0])
+    if len(previous) != len(fresh.centroids):
+        return fresh, False
+    init = np.stack([embeddings[anchor == c].mean(axis=0) for c in previous])
+    model = KMeans(n_clusters=len(previous), init=init, n_init=1).fit(embeddings)
+    anchored = _clustering(model, embeddings)
+    if anchored.inertia <= (1 + tolerance) * fresh.inertia:
+        return anchored, True
+    return fresh, False
 
 
 def purity(truth: list, labels: np.ndarray) -> float:

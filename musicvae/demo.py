@@ -69,7 +69,7 @@ def _run_and_follow(
         pending += client.triggered_runs(next_dag, since, next_run)
 
 
-def run_demo(stack: Stack, tracks: int = 200, epochs: int = 30, seed: int = 0) -> str:
+def run_demo(stack: Stack, tracks: int = 200, epochs: int | None = None, seed: int = 0) -> str:
     from musicvae.sample import build_sample
 
     started = time.monotonic()

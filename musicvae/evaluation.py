@@ -34,7 +34,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from musicvae.clustering import purity
+from musicvae.clustering import anchored_kmeans, purity
 
 log = logging.getLogger("musicvae.evaluation")
 
@@ -159,6 +159,11 @@ def spectral_features(mels: np.ndarray, chunk: int = 256) -> np.ndarray:
         out[start : start + chunk, :n_mels] = block.mean(axis=2)
         out[start : start + chunk, n_mels:] = block.std(axis=2)
     return out
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Each column to zero mean and unit variance, as PCA's input is, float32."""
+    return StandardScaler().fit_transform(np.asarray(x, dtype=np.float64)).astype(np.float32)
 
 
 def pca(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
@@ -338,6 +343,33 @@ def evaluate(
                 time.perf_counter() - started,
             )
     return results
+
+
+def seed_agreement(rep, n_clusters: int, seeds: Sequence[int]) -> float:
+    """Mean ARI between the KMeans clusterings of every pair of seeds: 1 when a retrain with
+    another seed would give the same clusters. A shared array varies only KMeans' seed; a
+    representation with an array per seed (a model trained per seed) varies both."""
+    arrays = _per_seed("seed agreement", rep, seeds)
+    labels = [cluster(x, "kmeans", n_clusters, seed) for x, seed in zip(arrays, seeds, strict=True)]
+    pairs = [
+        adjusted_rand_score(labels[i], labels[j])
+        for i in range(len(labels))
+        for j in range(i + 1, len(labels))
+    ]
+    return float(np.mean(pairs)) if pairs else math.nan
+
+
+def anchored_agreement(rep, n_clusters: int, seeds: Sequence[int]) -> float:
+    """What a user sees after retraining with another seed: the mean ARI between the first
+    seed's KMeans clustering and each other seed's, anchored to it as the recluster anchors a
+    run to the previous one (`clustering.anchored_kmeans`)."""
+    arrays = _per_seed("anchored agreement", rep, seeds)
+    first = cluster(arrays[0], "kmeans", n_clusters, seeds[0])
+    values = [
+        adjusted_rand_score(first, anchored_kmeans(x, n_clusters, seed, first)[0].labels)
+        for x, seed in zip(arrays[1:], seeds[1:], strict=True)
+    ]
+    return float(np.mean(values)) if values else math.nan
 
 
 # ---------------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def mel_from_bytes(data: bytes, cfg: MelConfig) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -227,7 +227,7 @@ def extract_mels(
     def mel(i: int) -> None:
         out[i] = log_mel(clip(items[i])[None], cfg)[0]
 
-    with _torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+    with torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(mel, range(len(items))))
     return out
 

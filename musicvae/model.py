@@ -19,7 +19,7 @@ LOGVAR_RANGE = (-8.0, 8.0)
 
 
 class VAEOutput(NamedTuple):
-    audio_recon: torch.Tensor  # [B, n_mels, n_frames]
+    audio_recon: torch.Tensor  # [B, n_mels, n_frames], or [B, audio_dim]
     lyrics_recon: torch.Tensor  # [B, vocab]
     mu: torch.Tensor  # [B, latent] joint posterior
     logvar: torch.Tensor  # [B, latent]
@@ -116,8 +116,44 @@ class AudioDecoder(nn.Module):
         return self.deconvs(h)[:, 0, :n_mels, :n_frames]  # the seed map rounds up, never down
 
 
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, n_out))
+
+
+def patch_mask(x: torch.Tensor) -> torch.Tensor:
+    """[B, P, D] patch features -> [B, P] bool: the patches that exist. Padding is all zeros."""
+    return x.ne(0).any(dim=-1)
+
+
+class PatchExpert(nn.Module):
+    """Every 3 s patch of a clip -> one Gaussian expert each (a shared MLP) -> their product.
+
+    A Gaussian product is what a posterior over the track's latent is when the patches are
+    independent views of it: precisions add, means are precision-weighted, so a patch the
+    encoder is unsure of (a silence, a transition) counts less than a characteristic one. The
+    whole clip is heard and its length does not matter. [B, P, D] -> [B, 2 * latent].
+    """
+
+    def __init__(self, audio_dim: int, hidden: int, latent_dim: int):
+        super().__init__()
+        self.mlp = _mlp(audio_dim, hidden, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        present = patch_mask(x)[..., None]
+        mu, logvar = self.mlp(x).float().chunk(2, dim=-1)
+        precision = torch.exp(-logvar.clamp(*LOGVAR_RANGE)) * present
+        total = precision.sum(dim=1).clamp(min=1e-6)
+        return torch.cat([(precision * mu).sum(dim=1) / total, -torch.log(total)], dim=-1)
+
+
 class HybridVAE(nn.Module):
     """Audio and lyrics experts, a product-of-experts posterior, and one decoder per modality.
+
+    The audio expert hears one of two inputs (`musicvae.frontends`): a log-mel image
+    [n_mels, n_frames], encoded by a CNN trained here from scratch, or, with `audio_dim`, a
+    pretrained front end's features of every 3 s patch [P, audio_dim], one expert per patch
+    (`PatchExpert`); its decoder reconstructs every patch from the track's one latent. These
+    need no band statistics: the pretrained network already summarises timbre.
 
     With `bands_head` a third decoder reconstructs the clip's per-band statistics, standardised
     with the training rows' `band_mean` and `band_std` (set by the training loop). The log-mel
@@ -137,8 +173,12 @@ class HybridVAE(nn.Module):
         width: int = 32,
         band_stats: bool = True,
         bands_head: bool = True,
+        audio_dim: int | None = None,
+        hidden: int = 256,
     ):
         super().__init__()
+        if audio_dim is not None:
+            band_stats = bands_head = False
         # Everything needed to rebuild this model around a saved state_dict.
         self.kwargs = {
             "n_mels": n_mels,
@@ -148,21 +188,26 @@ class HybridVAE(nn.Module):
             "width": width,
             "band_stats": band_stats,
             "bands_head": bands_head,
+            "audio_dim": audio_dim,
+            "hidden": hidden,
         }
         self.latent_dim = latent_dim
-        self.audio_encoder = AudioEncoder(n_mels, width, latent_dim, band_stats)
+        # Built in this order, a seed gives the weights it gave before patch experts existed.
+        if audio_dim is None:
+            self.audio_encoder = AudioEncoder(n_mels, width, latent_dim, band_stats)
+        else:
+            self.audio_encoder = PatchExpert(audio_dim, hidden, latent_dim)
         self.lyrics_encoder = nn.Sequential(
             nn.Linear(vocab_size, 256), nn.GELU(), nn.Dropout(0.2), nn.Linear(256, 2 * latent_dim)
         )
-        self.audio_decoder = AudioDecoder(n_mels, n_frames, width, latent_dim)
-        self.lyrics_decoder = nn.Sequential(
-            nn.Linear(latent_dim, 256), nn.GELU(), nn.Linear(256, vocab_size)
-        )
+        if audio_dim is None:
+            self.audio_decoder = AudioDecoder(n_mels, n_frames, width, latent_dim)
+        else:
+            self.audio_decoder = _mlp(latent_dim, hidden, audio_dim)
+        self.lyrics_decoder = _mlp(latent_dim, 256, vocab_size)
         self.bands_decoder = None
         if bands_head:
-            self.bands_decoder = nn.Sequential(
-                nn.Linear(latent_dim, 256), nn.GELU(), nn.Linear(256, 2 * n_mels)
-            )
+            self.bands_decoder = _mlp(latent_dim, 256, 2 * n_mels)
             self.register_buffer("band_mean", torch.zeros(2 * n_mels))
             self.register_buffer("band_std", torch.ones(2 * n_mels))
         # oneDNN (CPU) and cuDNN run these small-channel convolutions markedly faster in NHWC.
@@ -207,6 +252,17 @@ def _masked_mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
 
 
+def _patch_error(recon: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    """[B, D] reconstruction of each of [B, P, D] patches: squared error summed over D and over
+    the patches that exist. Each patch is an observation of the track's latent, so their
+    log-likelihoods add, as their experts' precisions do in the posterior. (Averaged over the
+    patches instead, the KL term weighed 10x more and the latent kept less: real-audio NMI fell
+    from 0.23 to 0.10 at 100 epochs.)"""
+    present = patch_mask(patches)
+    err = (recon[:, None] - patches).pow(2).sum(dim=-1)
+    return torch.where(present, err, 0.0).sum(dim=1)
+
+
 def vae_loss(
     out: VAEOutput,
     audio: torch.Tensor,
@@ -226,8 +282,12 @@ def vae_loss(
     beta=1 would be a bottleneck n_mels * n_frames times tighter and the posterior collapses (on the
     two-group test set the KL fell to 0.01 nats and lyrics-only tracks lost their group).
     """
-    # Flatten both sides so a [B, 1, mel, time] target cannot broadcast against [B, mel, time].
-    audio_err = (out.audio_recon.flatten(1).float() - audio.flatten(1).float()).pow(2).sum(dim=1)
+    if out.audio_recon.ndim == 2 and audio.ndim == 3:
+        audio_err = _patch_error(out.audio_recon.float(), audio.float())
+    else:
+        # Flatten both so a [B, 1, mel, time] target cannot broadcast against [B, mel, time].
+        audio_err = (out.audio_recon.flatten(1).float() - audio.flatten(1).float()).pow(2)
+        audio_err = audio_err.sum(dim=1)
     lyrics_err = (out.lyrics_recon.float() - lyrics.float()).pow(2).sum(dim=1)
     kl = 0.5 * (out.mu.pow(2) + out.logvar.exp() - 1.0 - out.logvar).sum(dim=1).mean()
     parts = {

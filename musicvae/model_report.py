@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, evaluation, plots, registry
+from musicvae import db, evaluation, frontends, plots, registry
 from musicvae.config import Settings
 from musicvae.registry import LoadedModel
 from musicvae.retrain import load_snapshot, training_data
@@ -29,12 +29,18 @@ VAE = "hybrid VAE"
 
 
 def representations(loaded: LoadedModel, data, seeds=SEEDS) -> dict:
-    """The rows of the research table: baselines on the same features, and our embeddings."""
-    spectral = evaluation.spectral_features(data.audio)
-    both = np.hstack([spectral, data.lyrics])
+    """The rows of the research table: baselines on the same features, and our embeddings.
+
+    With log-mel input the baselines start from its spectral statistics; with a pretrained
+    front end, from the pooled features the VAE itself is given ("front end")."""
+    if data.patches:
+        name, audio = "front end", frontends.pooled(data.audio)
+    else:
+        name, audio = "spectral", evaluation.spectral_features(data.audio)
+    both = np.hstack([audio, data.lyrics])
     latent = loaded.model.config.latent_dim
     return {
-        "spectral": spectral,
+        name: audio,
         "PCA": [evaluation.pca(both, latent, s) for s in seeds],
         "plain AE": [evaluation.plain_autoencoder(both, latent, s) for s in seeds],
         VAE: loaded.model.embed(data),
@@ -56,7 +62,7 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
         mv = registry.get(conn, version)
     loaded = registry.load(store, mv)
     tracks = load_snapshot(store, mv.snapshot_id)
-    data = training_data(store, tracks, loaded.mel, loaded.vectorizer)
+    data = training_data(store, tracks, loaded.frontend, loaded.vectorizer)
     reps = representations(loaded, data, seeds)
     labels, k = label_sets(tracks)
     methods = {VAE: list(evaluation.METHODS)}
@@ -120,11 +126,17 @@ def _plots(loaded, data, embeddings, labels, k, results, mv, store) -> dict[str,
             plots.training_curves(loaded.model.history, out / "training.png"),
         ]
         if len(with_audio):
-            paths.append(
-                plots.reconstructions(
-                    data.audio[with_audio].astype(np.float32),
-                    loaded.model.reconstruct(data, with_audio),
-                    out / "reconstructions.png",
-                )
-            )
+            paths.append(_reconstructions(loaded, data, with_audio, out / "reconstructions.png"))
         return {p.name: p.read_bytes() for p in paths}
+
+
+def _reconstructions(loaded, data, rows: np.ndarray, path: Path) -> Path:
+    originals = data.audio[rows].astype(np.float32)
+    recons = loaded.model.reconstruct(data, rows)
+    if not data.patches:
+        return plots.reconstructions(originals, recons, path)
+    # Every patch's features (columns) beside the one reconstruction the track's latent gives.
+    originals = originals.transpose(0, 2, 1)
+    recons = np.repeat(recons[:, :, None], originals.shape[2], axis=2)
+    names = ("3 s patch", "musicnn feature", "value", "Front-end features")
+    return plots.reconstructions(originals, recons, path, axes_names=names)

@@ -167,14 +167,20 @@ def contingency_heatmap(
 # Reconstructions
 
 
+LOG_MEL_AXES = ("frame", "mel band", "log-mel", "Log-mel spectrograms")  # x, y, colour, what
+
+
 def reconstructions(
     originals: np.ndarray,
     recons: np.ndarray,
     path: Path,
     titles: Sequence[str] | None = None,
+    axes_names: tuple[str, str, str, str] = LOG_MEL_AXES,
 ) -> Path:
     """k log-mel pairs [k, n_mels, T]: original above reconstruction, one colour scale per pair
-    so a washed-out reconstruction looks washed out rather than rescaled to full contrast."""
+    so a washed-out reconstruction looks washed out rather than rescaled to full contrast.
+    `axes_names` (x, y, colour, what) names other images: a front end's patch features."""
+    x_name, y_name, colour_name, what = axes_names
     originals, recons = np.asarray(originals, dtype=np.float32), np.asarray(recons, np.float32)
     if originals.shape != recons.shape or originals.ndim != 3 or len(originals) == 0:
         raise ValueError(
@@ -199,14 +205,14 @@ def reconstructions(
             name = titles[j] if titles is not None else f"track {j + 1}"
             ax.set_title(f"{name}\n{kind}" if i == 0 else kind, fontsize=9)
             if i == 1:
-                ax.set_xlabel("frame", fontsize=8)
+                ax.set_xlabel(x_name, fontsize=8)
             ax.tick_params(labelsize=7)
             if j == 0:
-                ax.set_ylabel("mel band", fontsize=8)
+                ax.set_ylabel(y_name, fontsize=8)
         bar = fig.colorbar(shown, ax=axes[:, j].tolist(), fraction=0.05, pad=0.02)
-        bar.set_label("log-mel", fontsize=8)
+        bar.set_label(colour_name, fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    fig.suptitle("Log-mel spectrograms: original (top) vs reconstruction (bottom)")
+    fig.suptitle(f"{what}: original (top) vs reconstruction (bottom)")
     return _save(fig, path)
 
 

@@ -1,6 +1,7 @@
 """Where training runs: the Airflow queue and pool of the task that trains.
 
-The compose deployment sends training to the `gpu` queue (only the GPU worker consumes it);
+The compose deployment sends training, and the front end's feature extraction, to the `gpu`
+queue (only the GPU worker consumes it);
 locally it runs on Airflow's default queue. Everywhere, the `training` pool has one slot, so at
 most one model trains at a time whatever the number of runs or workers. Stdlib only: the DAG
 files and the local stack both read it.

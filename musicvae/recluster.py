@@ -14,7 +14,14 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicvae import bulk, db, registry
-from musicvae.clustering import Clustering, agreement, describe, kmeans, stable_ids
+from musicvae.clustering import (
+    Clustering,
+    agreement,
+    anchor_labels,
+    anchored_kmeans,
+    describe,
+    stable_ids,
+)
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
 from musicvae.retrain import valid_tracks
@@ -57,10 +64,16 @@ def run_recluster(
         tracks = valid_tracks(conn)
     embeddings = embed_tracks(store, registry.load(store, mv), tracks)
     params = mv.params
-    clustering = kmeans(embeddings, params.get("n_clusters", 8), params.get("seed", 0))
     track_ids = [t["track_id"] for t in tracks]
     with eng.connect() as conn:
-        ids = stable_ids(clustering.labels, track_ids, _previous_members(conn, run_id))
+        previous = _previous_members(conn, run_id)
+    clustering, anchored = anchored_kmeans(
+        embeddings,
+        params.get("n_clusters", 8),
+        params.get("seed", 0),
+        anchor_labels(track_ids, previous),
+    )
+    ids = stable_ids(clustering.labels, track_ids, previous)
     clustering = Clustering(
         ids[clustering.labels],
         dict(zip(ids.tolist(), clustering.centroids, strict=True)),
@@ -72,6 +85,7 @@ def run_recluster(
     metrics = {
         **{f"genre_{k}": v for k, v in agreement(genres, clustering.labels).items()},
         **{f"quadrant_{k}": v for k, v in agreement(quadrants, clustering.labels).items()},
+        "anchored": anchored,
     }
     _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics)
     log.info(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from musicvae import __version__
+from musicvae import __version__, frontends
 from musicvae.errors import ModelNotFoundError
-from musicvae.features import LyricsVectorizer, MelConfig
+from musicvae.features import LyricsVectorizer
 from musicvae.storage import ObjectStore
 
 
@@ -60,7 +60,7 @@ class LoadedModel:
     version: ModelVersion
     model: object  # musicvae.train.TrainedModel
     vectorizer: LyricsVectorizer
-    mel: MelConfig
+    frontend: frontends.Frontend
 
 
 def save_artifacts(
@@ -176,4 +176,6 @@ def load(store: ObjectStore, mv: ModelVersion) -> LoadedModel:
     # The vectorizer was written by this pipeline's own retrain task, never by a user.
     vectorizer = pickle.loads(store.get_bytes(f"{mv.artifact_prefix}/vectorizer.pkl"))  # noqa: S301
     config = store.get_json(f"{mv.artifact_prefix}/config.json")
-    return LoadedModel(mv, TrainedModel.from_state(state), vectorizer, MelConfig(**config["mel"]))
+    # Versions saved before front ends were selectable stored their MelConfig as "mel".
+    frontend = frontends.from_dict(config["frontend"] if "frontend" in config else config["mel"])
+    return LoadedModel(mv, TrainedModel.from_state(state), vectorizer, frontend)

@@ -15,19 +15,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, registry
+from musicvae import db, frontends, registry
 from musicvae.clustering import agreement, kmeans
 from musicvae.config import Settings
 from musicvae.errors import MusicVAEError
-from musicvae.features import LyricsVectorizer, MelConfig
-from musicvae.featurestore import ensure_mels, load_mels
+from musicvae.features import LyricsVectorizer
+from musicvae.featurestore import ensure_features, load_features
 from musicvae.lyrics import decode_lyrics
 from musicvae.storage import ObjectStore
 
 log = logging.getLogger("musicvae.retrain")
 
 MIN_TRACKS = 8
-MEL = MelConfig()
 
 
 class NotEnoughDataError(MusicVAEError):
@@ -38,7 +37,7 @@ class NotEnoughDataError(MusicVAEError):
 class RetrainParams:
     """What a user sets in the trigger form (the DAG's Params mirror these defaults)."""
 
-    epochs: int = 20
+    epochs: int | None = None  # None: the front end's own (`frontends.EPOCHS`)
     beta: float = 1.0
     latent_dim: int = 32
     learning_rate: float = 1e-3
@@ -46,12 +45,24 @@ class RetrainParams:
     seed: int = 0
     n_clusters: int = 8
     vocab_size: int = 512
+    audio_frontend: str = frontends.DEFAULT
+
+    def __post_init__(self):
+        frontends.frontend(self.audio_frontend)  # a clear error for a name that is not one
+        if self.epochs is None:  # resolved here, so that the digest and the record say it
+            object.__setattr__(self, "epochs", frontends.EPOCHS[self.audio_frontend])
 
     @classmethod
     def from_dict(cls, values: dict) -> RetrainParams:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        types = {"epochs": int}  # the one field whose default (None) does not give its type
         defaults = cls()
-        return cls(**{k: type(getattr(defaults, k))(v) for k, v in known.items()})
+        return cls(
+            **{
+                k: None if v is None else types.get(k, type(getattr(defaults, k)))(v)
+                for k, v in known.items()
+            }
+        )
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -122,13 +133,16 @@ def load_snapshot(store: ObjectStore, snapshot_id: str) -> list[dict]:
 # -- features ---------------------------------------------------------------------------------
 
 
-def prepare_features(settings: Settings, snapshot_id: str, mel: MelConfig = MEL) -> dict:
+def prepare_features(
+    settings: Settings, snapshot_id: str, audio_frontend: str = frontends.DEFAULT
+) -> dict:
     store = ObjectStore(settings)
     tracks = load_snapshot(store, snapshot_id)
     audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
-    computed = ensure_mels(store, audio, mel)
+    computed = ensure_features(store, audio, frontends.frontend(audio_frontend))
     log.info(
-        "features for snapshot %s: %d computed, %d cached",
+        "%s features for snapshot %s: %d computed, %d cached",
+        audio_frontend,
         snapshot_id,
         computed,
         len(audio) - computed,
@@ -144,18 +158,22 @@ def lyrics_texts(store: ObjectStore, tracks: list[dict]) -> list[str]:
 
 
 def training_data(
-    store: ObjectStore, tracks: list[dict], mel: MelConfig, vectorizer: LyricsVectorizer
+    store: ObjectStore,
+    tracks: list[dict],
+    frontend: frontends.Frontend,
+    vectorizer: LyricsVectorizer,
 ):
     from musicvae.train import TrainingData
 
     lyrics = vectorizer.transform(lyrics_texts(store, tracks))
     shas = [t["audio_sha256"] if t["audio_key"] else None for t in tracks]
     return TrainingData(
-        audio=load_mels(store, shas, mel),
+        audio=load_features(store, shas, frontend),
         has_audio=np.array([sha is not None for sha in shas]),
         lyrics=lyrics,
         # Lyrics made only of words outside the vocabulary carry no signal: treat as missing.
         has_lyrics=lyrics.any(axis=1),
+        patches=frontend.patches,
     )
 
 
@@ -166,9 +184,7 @@ def candidate_prefix(snapshot_id: str, params: RetrainParams) -> str:
     return f"models/{snapshot_id}-{params.digest()}-{registry.code_version()}"
 
 
-def train(
-    settings: Settings, snapshot_id: str, params: RetrainParams, mel: MelConfig = MEL
-) -> dict | None:
+def train(settings: Settings, snapshot_id: str, params: RetrainParams) -> dict | None:
     """Train on the snapshot and store the artifacts; None when this model is already registered."""
     from musicvae.train import fit, split_rows
 
@@ -189,7 +205,8 @@ def train(
     texts = lyrics_texts(store, tracks)
     # The vocabulary, like the mel normalisation inside fit(), sees the training rows only.
     vectorizer = LyricsVectorizer(vocab_size=params.vocab_size).fit([texts[i] for i in train_rows])
-    data = training_data(store, tracks, mel, vectorizer)
+    frontend = frontends.frontend(params.audio_frontend)
+    data = training_data(store, tracks, frontend, vectorizer)
     prefix = candidate_prefix(snapshot_id, params)
     trained = fit(data, config, **checkpointing(store, f"{prefix}/checkpoint.pt"))
     metrics = evaluate(trained.embed(data), tracks, params)
@@ -206,7 +223,7 @@ def train(
         {
             "snapshot_id": snapshot_id,
             "params": asdict(params),
-            "mel": mel.to_dict(),
+            "frontend": frontend.to_dict(),
             "code_version": registry.code_version(),
             "metrics": metrics,
             "history": trained.history,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 import torch
 
-from musicvae.model import HybridVAE, band_statistics, vae_loss
+from musicvae.model import HybridVAE, band_statistics, patch_mask, vae_loss
 
 log = logging.getLogger("musicvae.train")
 
@@ -40,8 +40,9 @@ class TrainConfig:
     val_fraction: float = 0.15
     patience: int = 6
     modality_dropout: float = 0.3
-    # None: as many as there are log-mel values per clip. The audio term sums squared errors over
-    # n_mels x n_frames values of unit scale (~40k), a TF-IDF row's over at most about 1; weighted
+    # None: as many as there are audio values per track (log-mel values per clip, or features
+    # per patch times patches per clip). The audio term sums squared errors over n_mels x
+    # n_frames values of unit scale (~40k; patches: P x D), a TF-IDF row's over at most 1; weighted
     # so, each modality counts about as much per track. Measured on the 200-track demo sample
     # (genre NMI of KMeans on the means): 0.71 at 512, 0.76 at 4096, 0.78 at 32768.
     lyrics_weight: float | None = None
@@ -50,6 +51,7 @@ class TrainConfig:
     # epochs, 3 seeds, real-audio set, all windows): 0.116 at 1x this, 0.108 at 4x.
     bands_weight: float | None = None
     width: int = 32
+    hidden: int = 256  # the MLP experts' width, for a pretrained front end's patch features
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,15 +64,19 @@ class TrainConfig:
 
 @dataclass
 class TrainingData:
-    audio: np.ndarray  # [N, n_mels, n_frames] float16/float32 log-mel; rows without audio are zeros
+    # [N, n_mels, n_frames] log-mel images or, with `patches`, [N, P, D] a pretrained front
+    # end's features of every patch, zero-padded after a clip's last (float16/32); rows without
+    # audio are zeros
+    audio: np.ndarray
     has_audio: np.ndarray  # [N] bool
     lyrics: np.ndarray  # [N, V] float32 TF-IDF
     has_lyrics: np.ndarray  # [N] bool
+    patches: bool = False
 
     def __post_init__(self):
         n = len(self.audio)
         if self.audio.ndim != 3 or self.lyrics.ndim != 2:
-            raise ValueError("audio must be [N, n_mels, n_frames] and lyrics [N, V]")
+            raise ValueError("audio must be [N, n_mels, n_frames] or [N, P, D], lyrics [N, V]")
         if not len(self.has_audio) == len(self.lyrics) == len(self.has_lyrics) == n:
             raise ValueError("audio, has_audio, lyrics and has_lyrics must have the same rows")
         self.has_audio = np.asarray(self.has_audio, dtype=bool)
@@ -94,19 +100,32 @@ def _autocast(device: torch.device):
     return nullcontext()
 
 
-def _batch(data: TrainingData, idx: np.ndarray, device: torch.device, mean: float, std: float):
+def _batch(data: TrainingData, idx: np.ndarray, device: torch.device, mean, std):
     """Rows `idx` as device tensors, audio normalised with the training statistics."""
     audio = torch.from_numpy(data.audio[idx]).to(device).float()
+    present = patch_mask(audio)[..., None] if data.patches else None
+    if np.ndim(mean):  # per-feature statistics of patch features
+        mean, std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
     audio = (audio - mean) / std
+    if present is not None:
+        audio = audio * present  # padding stays zeros, which is how the model knows it
     lyrics = torch.from_numpy(np.asarray(data.lyrics[idx], dtype=np.float32)).to(device)
     has_audio = torch.from_numpy(data.has_audio[idx]).to(device)
     has_lyrics = torch.from_numpy(data.has_lyrics[idx]).to(device)
     return audio, lyrics, has_audio, has_lyrics
 
 
-def _audio_stats(data: TrainingData, rows: np.ndarray) -> tuple[float, float]:
-    """Mean and std of the log-mel values of the rows that have audio, in chunks (float64 sums)."""
+def _audio_stats(data: TrainingData, rows: np.ndarray):
+    """Mean and std of the rows that have audio: over every log-mel value (floats), or per
+    feature over the patches that exist (arrays), so that each feature weighs alike, as in PCA."""
     rows = rows[data.has_audio[rows]]
+    if data.patches:
+        x = data.audio[rows].astype(np.float64).reshape(-1, data.audio.shape[-1])
+        x = x[np.any(x != 0, axis=1)]
+        if len(x) == 0:
+            return np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+        std = x.std(axis=0)
+        return x.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
     total = total_sq = count = 0.0
     for start in range(0, len(rows), 256):
         chunk = data.audio[rows[start : start + 256]].astype(np.float64)
@@ -157,8 +176,8 @@ def _cpu_copy(obj):
 class TrainedModel:
     model: HybridVAE
     config: TrainConfig
-    audio_mean: float
-    audio_std: float
+    audio_mean: float | np.ndarray  # a float for log-mel images, per feature for vectors
+    audio_std: float | np.ndarray
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf
     stopped_early: bool = False
@@ -204,20 +223,22 @@ class TrainedModel:
         return np.concatenate(out).astype(np.float32)
 
     def reconstruct(self, data: TrainingData, rows) -> np.ndarray:
-        """Audio reconstructions of `rows`, on the log-mel scale of the input: [k, n_mels, T]."""
+        """Audio reconstructions of `rows`, on the scale of the input: log-mel images
+        [k, n_mels, T], or for patch features the one [k, D] that every patch is compared with."""
         self.model.eval()
         rows = np.asarray(rows)
         with torch.inference_mode(), _autocast(self.device):
             batch = _batch(data, rows, self.device, self.audio_mean, self.audio_std)
             recon = self.model(*batch).audio_recon.float().cpu().numpy()
-        return recon.reshape(len(rows), *data.audio.shape[1:]) * self.audio_std + self.audio_mean
+        shape = data.audio.shape[2:] if data.patches else data.audio.shape[1:]
+        return recon.reshape(len(rows), *shape) * self.audio_std + self.audio_mean
 
     def state(self) -> dict:
         return {
             "model_kwargs": dict(self.model.kwargs),
             "state_dict": _cpu_copy(self.model.state_dict()),
-            "audio_mean": self.audio_mean,
-            "audio_std": self.audio_std,
+            "audio_mean": np.asarray(self.audio_mean).tolist(),
+            "audio_std": np.asarray(self.audio_std).tolist(),
             "config": self.config.to_dict(),
             "history": copy.deepcopy(self.history),
             "best_val_loss": self.best_val_loss,
@@ -237,14 +258,18 @@ class TrainedModel:
         return cls(
             model=model.to(device).eval(),
             config=TrainConfig.from_dict(state["config"]),
-            audio_mean=float(state["audio_mean"]),
-            audio_std=float(state["audio_std"]),
+            audio_mean=_stat(state["audio_mean"]),
+            audio_std=_stat(state["audio_std"]),
             history=list(state.get("history", [])),
             best_val_loss=float(state.get("best_val_loss", math.inf)),
             stopped_early=bool(state.get("stopped_early", False)),
             latent_mean=_array(state.get("latent_mean")),
             latent_std=_array(state.get("latent_std")),
         )
+
+
+def _stat(value: float | list) -> float | np.ndarray:
+    return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float32)
 
 
 def _array(values: list | None) -> np.ndarray | None:
@@ -391,6 +416,30 @@ def _describe(parts: dict) -> str:
     ).format(**parts)
 
 
+def _audio_values_per_track(data: TrainingData) -> float:
+    """How many values a track's audio error sums over: a log-mel image's, or D per patch times
+    the average number of patches a track with audio has."""
+    if not data.patches:
+        return float(np.prod(data.audio.shape[1:]))
+    counts = np.any(data.audio[data.has_audio] != 0, axis=2).sum(axis=1)
+    return float(data.audio.shape[-1] * max(counts.mean() if len(counts) else 1.0, 1.0))
+
+
+def _build_model(data: TrainingData, config: TrainConfig) -> HybridVAE:
+    vocab = data.lyrics.shape[1]
+    if data.patches:
+        return HybridVAE(
+            n_mels=0,
+            n_frames=0,
+            vocab_size=vocab,
+            latent_dim=config.latent_dim,
+            audio_dim=data.audio.shape[-1],
+            hidden=config.hidden,
+        )
+    _, n_mels, n_frames = data.audio.shape
+    return HybridVAE(n_mels, n_frames, vocab, config.latent_dim, config.width)
+
+
 def fit(
     data: TrainingData,
     config: TrainConfig,
@@ -401,16 +450,14 @@ def fit(
     """Train a HybridVAE on `data`; `resume` is a checkpoint previously passed to `on_epoch`."""
     device = select_device()
     if config.lyrics_weight is None:
-        config = replace(config, lyrics_weight=float(data.audio.shape[1] * data.audio.shape[2]))
+        config = replace(config, lyrics_weight=float(_audio_values_per_track(data)))
     if config.bands_weight is None:
-        config = replace(config, bands_weight=data.audio.shape[2] / 2)
+        config = replace(config, bands_weight=data.audio.shape[-1] / 2)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_rows, val_rows = _split(len(data), config.val_fraction, rng)
 
-    _, n_mels, n_frames = data.audio.shape
-    model = HybridVAE(n_mels, n_frames, data.lyrics.shape[1], config.latent_dim, config.width)
-    model = model.to(device)
+    model = _build_model(data, config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if resume is None:
         progress, stats = _Progress(), _audio_stats(data, train_rows)

@@ -290,3 +290,28 @@ def test_results_frame_and_json(results):
     assert json.loads(json.dumps(rows, allow_nan=False)) == rows
     assert rows[-1]["mean"] is None
     assert rows[0]["representation"] == results[0].representation
+
+
+def test_seed_agreement_is_one_for_stable_groups_and_low_for_noise(blobs):
+    x, _ = blobs
+    rng = np.random.default_rng(0)
+    # The same groups, each seed's array a rotation of the last: a retrain that moved nothing.
+    rotations = [x @ np.linalg.qr(rng.normal(size=(x.shape[1],) * 2))[0] for _ in range(3)]
+    assert ev.seed_agreement(rotations, 3, [0, 1, 2]) == pytest.approx(1.0)
+    noise = [rng.normal(size=x.shape) for _ in range(3)]
+    assert ev.seed_agreement(noise, 3, [0, 1, 2]) < 0.2
+
+
+def test_anchored_agreement_keeps_the_first_seeds_grouping_when_others_are_as_good():
+    # Four corners of a near-square: left/right and top/bottom cost almost the same. Seeds 1
+    # and 2 are slightly wider than tall, so a fresh KMeans flips to left/right; anchored to
+    # seed 0's top/bottom (taller than wide), they keep it.
+    rng = np.random.default_rng(0)
+
+    def corners(width, height):
+        points = [(0, 0), (0, height), (width, 0), (width, height)]
+        return np.vstack([rng.normal(c, 0.02, size=(40, 2)) for c in points])
+
+    arrays = [corners(1.0, 1.02), corners(1.02, 1.0), corners(1.02, 1.0)]
+    assert ev.seed_agreement(arrays, 2, [0, 1, 2]) < 0.5
+    assert ev.anchored_agreement(arrays, 2, [0, 1, 2]) == pytest.approx(1.0)

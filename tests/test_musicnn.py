@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicvae import musicnn
+from musicvae import frontends, musicnn
 from musicvae.frontends import MelFrontend, MusicnnFrontend, from_dict, frontend
 from musicvae.musicnn import LAYERS, MusicnnConfig, load_network, log_mel, patches
 from musicvae.tfcheckpoint import CheckpointFormatError, load_checkpoint, read_index
@@ -137,15 +137,21 @@ def test_a_missing_wheel_says_how_to_install_it(monkeypatch):
         musicnn.checkpoint_prefix("MSD_musicnn")
 
 
-def test_front_ends_pool_patches_into_one_row_and_round_trip_their_settings():
-    cached = np.random.default_rng(0).standard_normal((4, musicnn.FEATURE_DIM))
-    fe = MusicnnFrontend(layer="mean_pool", pooling="mean+std")
-    row = fe.row(cached.astype(np.float16))
-    assert row.shape == fe.row_shape() == (2 * LAYERS["mean_pool"],)
-    np.testing.assert_allclose(row[: LAYERS["mean_pool"]], cached[:, :753].mean(0), atol=1e-2)
-    mean_only = MusicnnFrontend(layer="taggram", pooling="mean")
-    assert mean_only.row(cached).shape == (LAYERS["taggram"],)
-    for fe in (MusicnnFrontend(), MelFrontend(), mean_only):
+def test_front_ends_stack_patches_and_round_trip_their_settings():
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal((n, musicnn.FEATURE_DIM)).astype(np.float16) for n in (3, 10)]
+    fe = MusicnnFrontend()
+    stacked = fe.stack([clips[0], None, clips[1]])
+    assert stacked.shape == (3, 10, LAYERS["mean_pool"])
+    np.testing.assert_array_equal(stacked[0, :3], musicnn.layer(clips[0], "mean_pool"))
+    assert not stacked[0, 3:].any() and not stacked[1].any()
+    pooled = frontends.pooled(stacked)
+    assert pooled.shape == (3, 2 * LAYERS["mean_pool"])
+    first = musicnn.layer(clips[0], "mean_pool").astype(np.float32)
+    np.testing.assert_allclose(pooled[0], np.hstack([first.mean(0), first.std(0)]), atol=1e-4)
+    long = rng.standard_normal((200, musicnn.FEATURE_DIM)).astype(np.float16)
+    assert fe.stack([long]).shape == (1, fe.max_patches, LAYERS["mean_pool"])
+    for fe in (MusicnnFrontend(), MelFrontend(), MusicnnFrontend(layer="taggram")):
         again = from_dict(fe.to_dict())
         assert type(again) is type(fe) and again.to_dict() == fe.to_dict()
         assert again.key() == fe.key()
@@ -160,8 +166,6 @@ def test_unknown_front_end_settings_are_refused_clearly():
 
     with pytest.raises(ConfigurationError, match="audio_frontend"):
         frontend("vggish")
-    with pytest.raises(ConfigurationError, match="pooling"):
-        MusicnnFrontend(pooling="attention")
     with pytest.raises(ConfigurationError, match="layer"):
         MusicnnFrontend(layer="conv9")
 

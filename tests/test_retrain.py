@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 import torch
 
@@ -36,11 +37,11 @@ from musicvae.validate import run_validation
 FAST = RetrainParams(epochs=3, n_clusters=4, vocab_size=128)
 
 
-def _catalogue(settings, landing) -> str:
+def _catalogue(settings, landing, frontend: str = "musicnn") -> str:
     run_ingest(settings, "ingest", str(landing))
     run_validation(settings, "validate")
     snapshot = take_snapshot(settings)["snapshot_id"]
-    prepare_features(settings, snapshot)
+    prepare_features(settings, snapshot, frontend)
     return snapshot
 
 
@@ -102,11 +103,16 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
     assert train(settings, snapshot, FAST) is None
 
 
-def test_the_evaluation_report_recomputes_the_research_table_with_plots(settings, landing):
+@pytest.mark.parametrize(("frontend", "baseline"), [("musicnn", "front end"), ("mel", "spectral")])
+def test_the_evaluation_report_recomputes_the_research_table_with_plots(
+    settings, landing, frontend, baseline
+):
     from musicvae.model_report import report
 
-    snapshot = _catalogue(settings, landing)
-    version = _train_and_register(settings, snapshot, FAST)
+    snapshot = _catalogue(settings, landing, frontend)
+    version = _train_and_register(
+        settings, snapshot, RetrainParams(**{**asdict(FAST), "audio_frontend": frontend})
+    )
 
     result = report(settings, version, seeds=(0, 1))
 
@@ -122,7 +128,7 @@ def test_the_evaluation_report_recomputes_the_research_table_with_plots(settings
         assert store.get_bytes(f"{prefix}/{name}")[:8] == b"\x89PNG\r\n\x1a\n", name
     rows = store.get_json(f"{prefix}/results.json")
     assert {(r["representation"], r["method"]) for r in rows} >= {
-        ("spectral", "kmeans"),
+        (baseline, "kmeans"),
         ("PCA", "kmeans"),
         ("plain AE", "kmeans"),
         ("hybrid VAE", "kmeans"),

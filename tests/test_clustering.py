@@ -1,0 +1,57 @@
+"""Anchored KMeans: a recluster keeps the previous run's clusters unless a fresh KMeans is
+materially better."""
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from musicvae.clustering import ANCHOR_TOLERANCE, anchor_labels, anchored_kmeans, kmeans
+
+
+def _corners(width: float, height: float = 1.0, per_corner: int = 50) -> np.ndarray:
+    """Four tight blobs at a rectangle's corners: left/right and top/bottom are both sensible
+    2-clusterings, and the wider the rectangle, the better left/right is."""
+    rng = np.random.default_rng(0)
+    corners = [(0, 0), (0, height), (width, 0), (width, height)]
+    return np.vstack([rng.normal(c, 0.02, size=(per_corner, 2)) for c in corners])
+
+
+def _top_bottom(per_corner: int = 50) -> np.ndarray:
+    return np.repeat([0, 1, 0, 1], per_corner)
+
+
+def _left_right(per_corner: int = 50) -> np.ndarray:
+    return np.repeat([0, 0, 1, 1], per_corner)
+
+
+def test_a_nearly_as_good_previous_grouping_is_kept():
+    x = _corners(width=1.02)  # top/bottom costs (1.02)^2 = 4 % more than left/right
+    assert adjusted_rand_score(kmeans(x, 2, 0).labels, _left_right()) == 1.0
+    clustering, anchored = anchored_kmeans(x, 2, 0, _top_bottom())
+    assert anchored
+    assert adjusted_rand_score(clustering.labels, _top_bottom()) == 1.0
+
+
+def test_a_materially_better_fresh_grouping_wins():
+    x = _corners(width=1.2)  # top/bottom costs 44 % more, far past the tolerance
+    clustering, anchored = anchored_kmeans(x, 2, 0, _top_bottom())
+    assert not anchored
+    assert adjusted_rand_score(clustering.labels, _left_right()) == 1.0
+    assert ANCHOR_TOLERANCE < 0.44
+
+
+def test_new_tracks_follow_the_anchored_clusters_and_other_cluster_counts_start_fresh():
+    x = _corners(width=1.02)
+    anchor = _top_bottom()
+    anchor[::10] = -1  # tracks the previous run did not have
+    clustering, anchored = anchored_kmeans(x, 2, 0, anchor)
+    assert anchored and adjusted_rand_score(clustering.labels, _top_bottom()) == 1.0
+    _, anchored = anchored_kmeans(x, 3, 0, _top_bottom())
+    assert not anchored
+    _, anchored = anchored_kmeans(x, 2, 0, None)
+    assert not anchored
+
+
+def test_anchor_labels_name_each_tracks_previous_cluster():
+    previous = {7: {"a", "b"}, 3: {"c"}}
+    assert anchor_labels(["c", "a", "new", "b"], previous).tolist() == [3, 7, -1, 7]
+    assert anchor_labels(["a"], {}) is None
