@@ -78,6 +78,11 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
     # A second run keeps every cluster's id, so nothing shows as moved; search is indexed.
     run_recluster(settings, "recluster-2")
     assert _query(settings, "SELECT * FROM cluster_changes") == []
+    # The first run had nothing to anchor to; the second started from the first's clusters.
+    anchored = _query(
+        settings, "SELECT run_id, metrics->'anchored' FROM cluster_runs ORDER BY run_id"
+    )
+    assert anchored == [("recluster-1", False), ("recluster-2", True)]
     assert _query(settings, "SELECT count(*) FROM cluster_summary")[0][0] == 4
     assert (
         _query(
