@@ -55,13 +55,9 @@ class RetrainParams:
     @classmethod
     def from_dict(cls, values: dict) -> RetrainParams:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        types = {"epochs": int}  # the one field whose default (None) does not give its type
-        defaults = cls()
+        defaults = cls()  # epochs resolved: every default's type is the field's
         return cls(
-            **{
-                k: None if v is None else types.get(k, type(getattr(defaults, k)))(v)
-                for k, v in known.items()
-            }
+            **{k: None if v is None else type(getattr(defaults, k))(v) for k, v in known.items()}
         )
 
     def digest(self) -> str:

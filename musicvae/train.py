@@ -176,7 +176,7 @@ def _cpu_copy(obj):
 class TrainedModel:
     model: HybridVAE
     config: TrainConfig
-    audio_mean: float | np.ndarray  # a float for log-mel images, per feature for vectors
+    audio_mean: float | np.ndarray  # a float for log-mel images, per feature for patches
     audio_std: float | np.ndarray
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf

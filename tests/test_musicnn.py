@@ -179,3 +179,19 @@ def test_every_install_path_takes_the_pinned_wheel_without_its_dependencies():
         f"pip install --no-cache-dir --no-deps {musicnn.WHEEL}"
         in (root / "docker" / "Dockerfile").read_text()
     )
+
+
+def test_a_retrain_without_epochs_takes_its_front_ends_default():
+    from musicvae.errors import ConfigurationError
+    from musicvae.frontends import EPOCHS
+    from musicvae.retrain import RetrainParams
+
+    assert RetrainParams().audio_frontend == "musicnn"
+    assert RetrainParams().epochs == EPOCHS["musicnn"]
+    # The form sends null for an empty field; the record names the epochs that were trained.
+    mel = RetrainParams.from_dict({"epochs": None, "audio_frontend": "mel", "seed": "3"})
+    assert (mel.epochs, mel.seed) == (EPOCHS["mel"], 3)
+    assert RetrainParams.from_dict({"epochs": 7}).epochs == 7
+    assert RetrainParams(epochs=None).digest() == RetrainParams(epochs=EPOCHS["musicnn"]).digest()
+    with pytest.raises(ConfigurationError, match="audio_frontend"):
+        RetrainParams(audio_frontend="vggish")
