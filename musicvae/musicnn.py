@@ -76,10 +76,6 @@ class MusicnnConfig:
     n_mels: int = 96
     patch_frames: int = 187  # 3 s
 
-    @property
-    def patch_samples(self) -> int:
-        return self.patch_frames * self.hop_length
-
     def to_dict(self) -> dict:
         return {"frontend": "musicnn", **asdict(self)}
 
