@@ -97,7 +97,8 @@ def ours(paths: list[Path], cfg: MelConfig, device: str) -> np.ndarray:
 
 def musicnn(paths: list[Path], device: str) -> np.ndarray:
     frontend = MusicnnFrontend()
-    return frontend.stack(frontend.extract(Path.read_bytes, paths, torch.device(device), WORKERS))
+    cached = frontend.extract(Path.read_bytes, paths, torch.device(device), WORKERS)
+    return frontend.stack([frontend.row(c) for c in cached])
 
 
 def research_one_thread(paths: list[Path]) -> np.ndarray:

@@ -72,13 +72,14 @@ def ensure_features(
 
 def load_features(store: ObjectStore, shas: list[str | None], frontend: Frontend) -> np.ndarray:
     """The model's audio input for these tracks (`frontend.stack`); tracks without audio (sha
-    None) are zeros."""
-    cached: list[np.ndarray | None] = [None] * len(shas)
+    None) are zeros. Each cached array is cut to its `frontend.row` as it is loaded."""
+    rows: list[np.ndarray | None] = [None] * len(shas)
 
     def load(i: int) -> None:
         if shas[i]:
-            cached[i] = np.load(io.BytesIO(store.get_bytes(feature_key(frontend, shas[i]))))
+            cached = np.load(io.BytesIO(store.get_bytes(feature_key(frontend, shas[i]))))
+            rows[i] = frontend.row(cached)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(load, range(len(shas))))
-    return frontend.stack(cached)
+    return frontend.stack(rows)

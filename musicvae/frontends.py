@@ -6,7 +6,8 @@
 - `mel`: the clip's log-mel image, cropped to 29 s, which the VAE's own CNN learns from scratch.
 
 A front end turns audio bytes into what the feature store caches per content hash (`extract`),
-and the cached arrays of a list of tracks into the model's input (`stack`). Its `key()` names
+a cached array into what the model reads of it (`row`), and the rows of a list of tracks into
+the model's input (`stack`). Its `key()` names
 every setting its output depends on, so features of different settings never mix.
 """
 
@@ -54,13 +55,14 @@ class MelFrontend:
         mels = extract_mels(load, items, self.config, device, workers)
         return list(mels.astype(np.float16))
 
-    def stack(self, cached: list[np.ndarray | None]) -> np.ndarray:
-        """[N, n_mels, n_frames] float16; tracks without audio (None) are zeros."""
-        out = np.zeros((len(cached), self.config.n_mels, self.config.n_frames), np.float16)
-        for i, mel in enumerate(cached):
-            if mel is not None:
-                out[i] = mel
-        return out
+    def row(self, cached: np.ndarray) -> np.ndarray:
+        return cached
+
+    def stack(self, rows: list[np.ndarray | None]) -> np.ndarray:
+        """[N, n_mels, n_frames] float16 from `row`s; tracks without audio (None) are zeros.
+        Consumes `rows` (see `release_into`)."""
+        out = np.zeros((len(rows), self.config.n_mels, self.config.n_frames), np.float16)
+        return release_into(out, rows)
 
 
 class MusicnnFrontend:
@@ -113,21 +115,29 @@ class MusicnnFrontend:
         with torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda item: features(wave(item)), items))
 
-    def stack(self, cached: list[np.ndarray | None]) -> np.ndarray:
-        """[N, P, D] float16: `layer` of each track's patches, zero-padded to the longest
-        track's P (at most `max_patches`); tracks without audio (None) are all zeros."""
-        rows = [None if c is None else self._patches(c) for c in cached]
+    def stack(self, rows: list[np.ndarray | None]) -> np.ndarray:
+        """[N, P, D] float16 from `row`s, zero-padded to the longest track's P; tracks without
+        audio (None) are all zeros. Consumes `rows` (see `release_into`)."""
         longest = max((len(r) for r in rows if r is not None), default=1)
-        out = np.zeros((len(rows), longest, LAYERS[self.layer]), np.float16)
-        for i, r in enumerate(rows):
-            if r is not None:
-                out[i, : len(r)] = r
-        return out
+        return release_into(np.zeros((len(rows), longest, LAYERS[self.layer]), np.float16), rows)
 
-    def _patches(self, cached: np.ndarray) -> np.ndarray:
+    def row(self, cached: np.ndarray) -> np.ndarray:
+        """A track's cached patches -> `layer` of each (at most `max_patches` of them): what the
+        model reads, a third of what is cached, so it is all that loading keeps."""
         if len(cached) > self.max_patches:
             cached = cached[np.linspace(0, len(cached) - 1, self.max_patches).round().astype(int)]
         return layer(cached, self.layer)
+
+
+def release_into(out: np.ndarray, rows: list[np.ndarray | None]) -> np.ndarray:
+    """Copy each row into the start of `out[i]`, dropping the list's reference as it goes:
+    `out` is zeros that the OS commits page by page, so the peak stays near one copy of the
+    catalogue's features instead of two."""
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i, : len(r)] = r
+            rows[i] = None
+    return out
 
 
 Frontend = MelFrontend | MusicnnFrontend

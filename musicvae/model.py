@@ -130,8 +130,8 @@ class PatchExpert(nn.Module):
 
     A Gaussian product is what a posterior over the track's latent is when the patches are
     independent views of it: precisions add, means are precision-weighted, so a patch the
-    encoder is unsure of (a silence, a transition) counts less than a characteristic one. The
-    whole clip is heard and its length does not matter. [B, P, D] -> [B, 2 * latent].
+    encoder is unsure of (a silence, a transition) counts less than a characteristic one, and
+    the whole clip is heard: a longer one is more evidence. [B, P, D] -> [B, 2 * latent].
     """
 
     def __init__(self, audio_dim: int, hidden: int, latent_dim: int):

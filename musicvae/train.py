@@ -120,12 +120,7 @@ def _audio_stats(data: TrainingData, rows: np.ndarray):
     feature over the patches that exist (arrays), so that each feature weighs alike, as in PCA."""
     rows = rows[data.has_audio[rows]]
     if data.patches:
-        x = data.audio[rows].astype(np.float64).reshape(-1, data.audio.shape[-1])
-        x = x[np.any(x != 0, axis=1)]
-        if len(x) == 0:
-            return np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
-        std = x.std(axis=0)
-        return x.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        return _patch_stats(data, rows)
     total = total_sq = count = 0.0
     for start in range(0, len(rows), 256):
         chunk = data.audio[rows[start : start + 256]].astype(np.float64)
@@ -137,6 +132,30 @@ def _audio_stats(data: TrainingData, rows: np.ndarray):
     mean = total / count
     std = math.sqrt(max(total_sq / count - mean * mean, 0.0))
     return float(mean), float(std) if std > 1e-6 else 1.0
+
+
+def _present_patches(data: TrainingData, rows: np.ndarray):
+    """The patches that exist in `rows`, as float64 [n, D] chunks of 256 tracks: a catalogue's
+    patch features need not fit in memory twice, nor in float64 at all."""
+    for start in range(0, len(rows), 256):
+        x = data.audio[rows[start : start + 256]].astype(np.float64)
+        yield x.reshape(-1, x.shape[-1])[np.any(x != 0, axis=2).reshape(-1)]
+
+
+def _patch_stats(data: TrainingData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over the patches that exist, in two passes (the mean first, so
+    the variance sums squared deviations rather than differencing large sums)."""
+    width = data.audio.shape[-1]
+    total, count = np.zeros(width), 0
+    for x in _present_patches(data, rows):
+        total += x.sum(axis=0)
+        count += len(x)
+    if count == 0:
+        return np.zeros(width, np.float32), np.ones(width, np.float32)
+    mean = total / count
+    squares = sum((np.square(x - mean).sum(axis=0) for x in _present_patches(data, rows)), 0.0)
+    std = np.sqrt(squares / count)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
 def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -421,8 +440,9 @@ def _audio_values_per_track(data: TrainingData) -> float:
     the average number of patches a track with audio has."""
     if not data.patches:
         return float(np.prod(data.audio.shape[1:]))
-    counts = np.any(data.audio[data.has_audio] != 0, axis=2).sum(axis=1)
-    return float(data.audio.shape[-1] * max(counts.mean() if len(counts) else 1.0, 1.0))
+    tracks = np.flatnonzero(data.has_audio)
+    patches = sum(len(x) for x in _present_patches(data, tracks))
+    return float(data.audio.shape[-1] * max(patches / len(tracks) if len(tracks) else 1.0, 1.0))
 
 
 def _build_model(data: TrainingData, config: TrainConfig) -> HybridVAE:

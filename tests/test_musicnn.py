@@ -141,7 +141,9 @@ def test_front_ends_stack_patches_and_round_trip_their_settings():
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal((n, musicnn.FEATURE_DIM)).astype(np.float16) for n in (3, 10)]
     fe = MusicnnFrontend()
-    stacked = fe.stack([clips[0], None, clips[1]])
+    rows = [fe.row(clips[0]), None, fe.row(clips[1])]
+    stacked = fe.stack(rows)
+    assert rows == [None, None, None]  # released as copied
     assert stacked.shape == (3, 10, LAYERS["mean_pool"])
     np.testing.assert_array_equal(stacked[0, :3], musicnn.layer(clips[0], "mean_pool"))
     assert not stacked[0, 3:].any() and not stacked[1].any()
@@ -150,7 +152,7 @@ def test_front_ends_stack_patches_and_round_trip_their_settings():
     first = musicnn.layer(clips[0], "mean_pool").astype(np.float32)
     np.testing.assert_allclose(pooled[0], np.hstack([first.mean(0), first.std(0)]), atol=1e-4)
     long = rng.standard_normal((200, musicnn.FEATURE_DIM)).astype(np.float16)
-    assert fe.stack([long]).shape == (1, fe.max_patches, LAYERS["mean_pool"])
+    assert fe.stack([fe.row(long)]).shape == (1, fe.max_patches, LAYERS["mean_pool"])
     for fe in (MusicnnFrontend(), MelFrontend(), MusicnnFrontend(layer="taggram")):
         again = from_dict(fe.to_dict())
         assert type(again) is type(fe) and again.to_dict() == fe.to_dict()
