@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 MUSICNN := musicnn==0.1.0
 
 .PHONY: install demo demo-stop stack-status system-deps test test-fast lint format clean \
-	bench bench-model bench-features bench-training bench-sql bench-validation
+	bench bench-model bench-features bench-training bench-sql bench-validation \
+	bench-pipeline
 
 install: $(STAMP)
 
@@ -78,6 +79,10 @@ bench-training: install
 
 bench-model: install
 	$(PY) -m benchmarks.bench_model $(BENCH_ARGS)
+
+# Not part of `make bench`: about an hour on 2 cores (a 3554-track catalogue through every DAG).
+bench-pipeline: install
+	$(PY) -m benchmarks.bench_pipeline
 
 bench-sql: install
 	$(PY) -m benchmarks.bench_sql

@@ -2,7 +2,7 @@
 
 from airflow.sdk import dag, task
 
-from musicvae.assets import CATALOGUE_VALIDATED, DEFAULT_ARGS, settings
+from musicvae.assets import CATALOGUE_VALIDATED, DEFAULT_ARGS, fail_fast, settings
 
 
 @dag(
@@ -19,7 +19,8 @@ def catalogue_assign():
 
         from musicvae.assign import assign_new_tracks
 
-        result = assign_new_tracks(settings())
+        with fail_fast():
+            result = assign_new_tracks(settings())
         if not result.assigned:
             raise AirflowSkipException(result.reason)
         return result.as_dict()

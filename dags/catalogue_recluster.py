@@ -2,7 +2,7 @@
 
 from airflow.sdk import dag, task
 
-from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, settings
+from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, fail_fast, settings
 
 
 @dag(
@@ -17,7 +17,8 @@ def catalogue_recluster():
     def recluster(run_id=None) -> dict:
         from musicvae.recluster import run_recluster
 
-        return run_recluster(settings(), run_id).as_dict()
+        with fail_fast():
+            return run_recluster(settings(), run_id).as_dict()
 
     recluster()
 

@@ -2,7 +2,7 @@
 
 from airflow.sdk import Param, dag, task
 
-from musicvae.assets import CATALOGUE_RAW, DEFAULT_ARGS, cron, settings
+from musicvae.assets import CATALOGUE_RAW, DEFAULT_ARGS, cron, fail_fast, settings
 
 
 @dag(
@@ -16,8 +16,8 @@ from musicvae.assets import CATALOGUE_RAW, DEFAULT_ARGS, cron, settings
             "",
             type="string",
             title="Landing zone",
-            description="Folder or s3://bucket/prefix holding MERGE_* folders; "
-            "empty uses MUSICVAE_LANDING.",
+            description="Folder or s3://bucket/prefix holding MERGE_* folders, or one of "
+            "them; empty uses MUSICVAE_LANDING.",
         )
     },
 )
@@ -28,7 +28,8 @@ def merge_ingest():
 
         from musicvae.ingest import run_ingest
 
-        result = run_ingest(settings(), run_id, params.get("landing") or None)
+        with fail_fast():
+            result = run_ingest(settings(), run_id, params.get("landing") or None)
         if not result.changed:
             # A skipped task emits no asset event, so nothing downstream runs for no news.
             raise AirflowSkipException("nothing new or changed in the landing zone")

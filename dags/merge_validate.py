@@ -4,7 +4,7 @@ so nothing downstream trains on it."""
 
 from airflow.sdk import dag, task
 
-from musicvae.assets import CATALOGUE_RAW, CATALOGUE_VALIDATED, DEFAULT_ARGS, settings
+from musicvae.assets import CATALOGUE_RAW, CATALOGUE_VALIDATED, DEFAULT_ARGS, fail_fast, settings
 
 
 @dag(
@@ -17,16 +17,12 @@ from musicvae.assets import CATALOGUE_RAW, CATALOGUE_VALIDATED, DEFAULT_ARGS, se
 def merge_validate():
     @task(outlets=[CATALOGUE_VALIDATED])
     def validate(run_id=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.errors import BatchValidationError
         from musicvae.validate import run_validation
 
-        try:
+        with fail_fast():
             result = run_validation(settings(), run_id)
-        except BatchValidationError as e:
-            # The same input fails the same way: retrying would only delay the alarm.
-            raise AirflowFailException(f"{type(e).__name__}: {e}") from e
         if not result.tracks_checked:
             raise AirflowSkipException("no new tracks to validate")
         return result.as_dict()

@@ -81,9 +81,12 @@ class AirflowClient:
     def run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return self._call("GET", path)["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        tis = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: t["state"] for t in tis["task_instances"]}
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")

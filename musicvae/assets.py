@@ -1,6 +1,7 @@
 """Assets that chain the musicvae DAGs and defaults they share (imported by DAG files only)."""
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import Asset, CronTriggerTimetable
@@ -33,3 +34,18 @@ def settings():
     return Settings.from_connections(
         Connection.get("musicvae_catalogue"), Connection.get("musicvae_s3")
     )
+
+
+@contextmanager
+def fail_fast():
+    """Errors that a retry cannot fix (configuration, landing zone, metadata schema, a failed
+    batch) fail the task at once instead of after every retry delay; errors of the servers
+    (a refused connection, a timeout) pass through and keep their retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from musicvae.errors import PermanentError
+
+    try:
+        yield
+    except PermanentError as e:
+        raise AirflowFailException(f"{type(e).__name__}: {e}") from e

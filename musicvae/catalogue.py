@@ -1,8 +1,10 @@
-"""Reads a landing zone laid out as MERGE releases unpack (see README, "Pointing it at MERGE").
+"""Reads a landing zone laid out as MERGE releases unpack (README: "Use it on your own MERGE
+download").
 
 A landing zone is a local folder or an `s3://bucket/prefix`, holding one or more of the six
-subset folders (`MERGE_Audio_Complete/`, …, `MERGE_Bimodal_Balanced/`). The reader pairs each
-metadata row with its files and says, for every row or file it cannot use, why.
+subset folders (`MERGE_Audio_Complete/`, …, `MERGE_Bimodal_Balanced/`), or one subset folder
+itself. The reader pairs each metadata row with its files and says, for every row or file it
+cannot use, why.
 """
 
 from __future__ import annotations
@@ -70,20 +72,54 @@ class Landing:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def contains(self, rel: str) -> bool:
+        """Whether a file or folder `rel` exists directly under the root."""
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        """The root's own folder name."""
+        return PurePosixPath(self.describe().rstrip("/")).name
+
+    def uri(self, rel: str) -> str:
+        """Where a file is, for people and for the ingest's hash cache."""
+        return f"{self.describe().rstrip('/')}/{rel}"
+
     @staticmethod
     def open(location: str, store=None) -> Landing:
         if location.startswith("s3://"):
             if store is None:
                 raise CatalogueError("an s3:// landing zone needs an object store client")
             bucket, _, prefix = location[len("s3://") :].partition("/")
-            return S3Landing(store.client, bucket, prefix)
-        path = Path(location)
-        if not path.is_dir():
-            raise CatalogueError(
-                f"landing zone {location!r} is not a folder; set MUSICVAE_LANDING to the folder "
-                "that holds the unzipped MERGE_* folders (or to s3://bucket/prefix)"
-            )
-        return LocalLanding(path)
+            landing: Landing = S3Landing(store.client, bucket, prefix)
+        else:
+            path = Path(location)
+            if not path.is_dir():
+                raise CatalogueError(
+                    f"landing zone {location!r} is not a folder; set MUSICVAE_LANDING to the "
+                    "folder that holds the unzipped MERGE_* folders, or to one of them (or to "
+                    "s3://bucket/prefix)"
+                )
+            landing = LocalLanding(path)
+        folder = _subset_folder(landing)
+        return SubsetFolderLanding(landing, folder) if folder else landing
+
+
+def _subset_folder(landing: Landing) -> str | None:
+    """The MERGE folder name when the landing root is one subset folder itself, else None.
+
+    A root that holds subset folders is a parent, whatever it is called (unzipping often nests
+    `MERGE_Audio_Complete/MERGE_Audio_Complete/`). Otherwise its name, or the metadata CSV in
+    it, says which subset it is.
+    """
+    if any(landing.contains(folder) for folder in SUBSETS):
+        return None
+    if landing.name in SUBSETS:
+        return landing.name
+    for folder, subset in SUBSETS.items():
+        if landing.contains(f"merge_{subset}_metadata.csv"):
+            return folder
+    return None
 
 
 class LocalLanding(Landing):
@@ -116,6 +152,9 @@ class LocalLanding(Landing):
     def describe(self) -> str:
         return str(self.root)
 
+    def contains(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
 
 class S3Landing(Landing):
     def __init__(self, client, bucket: str, prefix: str):
@@ -141,6 +180,47 @@ class S3Landing(Landing):
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
+
+    def contains(self, rel: str) -> bool:
+        key = self.prefix + rel
+        return any(
+            obj.object_name.rstrip("/") == key
+            for obj in self.client.list_objects(self.bucket, prefix=key)
+        )
+
+
+class SubsetFolderLanding(Landing):
+    """One subset folder used as the landing zone. Its files are named as if the landing held
+    the folder (`MERGE_Audio_Complete/Q1/A001.mp3`), so a track's id does not depend on which
+    of the two the user points at, and switching between them duplicates nothing."""
+
+    def __init__(self, inner: Landing, folder: str):
+        self.inner, self.folder = inner, folder
+
+    def files(self) -> Iterator[tuple[str, FileStat]]:
+        for rel, stat in self.inner.files():
+            yield f"{self.folder}/{rel}", stat
+
+    def _inner_rel(self, rel: str) -> str:
+        if not rel.startswith(self.folder + "/"):
+            raise CatalogueError(f"{rel!r} is not in the landing zone's {self.folder} folder")
+        return rel[len(self.folder) + 1 :]
+
+    def read(self, rel: str) -> bytes:
+        return self.inner.read(self._inner_rel(rel))
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def contains(self, rel: str) -> bool:
+        return self.inner.contains(self._inner_rel(rel))
+
+    def uri(self, rel: str) -> str:
+        return self.inner.uri(self._inner_rel(rel))
+
+    @property
+    def skipped_links(self) -> list[str]:
+        return [f"{self.folder}/{rel}" for rel in getattr(self.inner, "skipped_links", [])]
 
 
 # -- the MERGE layout ------------------------------------------------------------------------
@@ -245,7 +325,9 @@ def scan(landing: Landing, rel_paths: list[str]) -> list[SubsetScan]:
     folders = sorted({p.split("/", 1)[0] for p in rel_paths if "/" in p} & set(SUBSETS))
     if not folders:
         raise CatalogueError(
-            f"no MERGE subset folder ({', '.join(SUBSETS)}) in {landing.describe()}"
+            f"no MERGE subset folder ({', '.join(SUBSETS)}) in {landing.describe()}, and it is "
+            "not one itself (no merge_<subset>_metadata.csv in it). Point the landing zone at "
+            "the folder that holds the unzipped MERGE_* folders, or at one of them."
         )
     return [
         _scan_subset(landing, folder, sorted(p for p in names if p.startswith(folder + "/")))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from musicvae.errors import MusicVAEError
@@ -20,14 +22,16 @@ def _stack(args):
 def cmd_sample(args) -> None:
     from musicvae.sample import build_sample
 
-    s = build_sample(Path(args.out), tracks=args.tracks, seed=args.seed, defects=args.defects)
+    s = build_sample(
+        Path(args.out), tracks=args.tracks, seed=args.seed, defects=args.defects, layout=args.layout
+    )
     print(f"{s.tracks} tracks in {s.root} ({s.written} files written, {s.unchanged} unchanged)")
 
 
 def cmd_stack(args) -> None:
     stack = _stack(args)
     if args.action == "up":
-        stack.up(airflow=not args.no_airflow)
+        stack.up(airflow=not args.no_airflow, landing=args.landing)
     elif args.action == "down":
         stack.down()
     for name, state in stack.status().items():
@@ -39,7 +43,15 @@ def cmd_stack(args) -> None:
 def cmd_demo(args) -> None:
     from musicvae.demo import run_demo
 
-    print(run_demo(_stack(args), tracks=args.tracks, epochs=args.epochs, seed=args.seed))
+    print(
+        run_demo(
+            _stack(args),
+            tracks=args.tracks,
+            epochs=args.epochs,
+            seed=args.seed,
+            landing=args.landing,
+        )
+    )
 
 
 def _settings():
@@ -81,6 +93,18 @@ def cmd_stage(args) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def cmd_retrain(args) -> None:
+    """snapshot -> features -> train -> register -> evaluate -> promote, in this process."""
+    from musicvae.pipeline import run_retrain
+    from musicvae.retrain_form import RETRAIN_FORM
+
+    values = {name: getattr(args, name) for name in RETRAIN_FORM if getattr(args, name) is not None}
+    result = run_retrain(_settings(), values, args.run_id)
+    print(json.dumps(asdict(result), indent=2, default=str))
+    if result.decision and result.decision["promoted"]:
+        print(f"model version {result.version} is the champion: `musicvae recluster` next")
+
+
 def cmd_evaluate(args) -> None:
     """Recompute the evaluation report of a model version (default: the champion)."""
     from musicvae import db, registry
@@ -113,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--defects", action="store_true", help="add deliberately broken inputs")
+    s.add_argument(
+        "--layout",
+        choices=["bimodal_balanced", "audio_complete"],
+        default="bimodal_balanced",
+        help="the MERGE subset it imitates (audio_complete: audio only, as MERGE_Audio_Complete)",
+    )
     s.set_defaults(func=cmd_sample)
 
     for name, func, helptext in (
@@ -121,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("--stack-dir", default=str(Path.cwd() / ".stack"))
+        q.add_argument(
+            "--landing",
+            default=os.environ.get("MUSICVAE_LANDING") or None,
+            help="the landing zone the DAGs read: a folder holding MERGE_* folders, one of "
+            "them, or s3://bucket/prefix (default: $MUSICVAE_LANDING, else the one last given, "
+            "else <stack-dir>/landing)",
+        )
         q.set_defaults(func=func)
         if name == "stack":
             q.add_argument("action", choices=["up", "down", "status"])
@@ -136,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("storage", help="object storage")
     st.add_argument("action", choices=["init"])
     st.set_defaults(func=cmd_storage)
+
+    _add_retrain_parser(sub)
 
     e = sub.add_parser("evaluate", help="the research table and plots for a model version")
     e.add_argument("--version", type=int, default=None, help="default: the champion")
@@ -153,6 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--landing", default=None)
         q.set_defaults(func=cmd_stage, stage=stage)
     return p
+
+
+def _add_retrain_parser(sub) -> None:
+    """`musicvae retrain`: one option per field of the DAG's trigger form, checked the same way."""
+    from musicvae.retrain_form import RETRAIN_FORM
+
+    q = sub.add_parser("retrain", help="train, register, evaluate and promote, without Airflow")
+    q.add_argument("--run-id", default="cli-retrain")
+    types = {"integer": int, "number": float, "string": str}
+    for name, spec in RETRAIN_FORM.items():
+        flag = "--" + name.replace("_", "-")
+        if spec["type"] == "boolean":
+            q.add_argument(flag, action="store_true", default=None, help=spec["description"])
+            continue
+        kind = (
+            [t for t in spec["type"] if t != "null"][0]
+            if isinstance(spec["type"], list)
+            else spec["type"]
+        )
+        q.add_argument(
+            flag,
+            type=types[kind],
+            default=None,
+            choices=spec.get("enum"),
+            help=f"{spec['description']} (default: {spec['default']})",
+        )
+    q.set_defaults(func=cmd_retrain)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,12 +46,12 @@ def run_pipeline(client: AirflowClient, retrain_conf: dict, timeout: float = 180
     for dag_id in DAGS:
         client.unpause(dag_id)
     runs: dict[str, str] = {}
-    _run_and_follow(client, "merge_ingest", {}, runs, since, timeout)
-    _run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
+    run_and_follow(client, "merge_ingest", {}, runs, since, timeout)
+    run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
     return PipelineRuns(runs)
 
 
-def _run_and_follow(
+def run_and_follow(
     client: AirflowClient, dag_id: str, conf: dict, runs: dict, since: str, timeout: float
 ) -> None:
     run_id = client.trigger(dag_id, conf)
@@ -69,15 +69,24 @@ def _run_and_follow(
         pending += client.triggered_runs(next_dag, since, next_run)
 
 
-def run_demo(stack: Stack, tracks: int = 200, epochs: int | None = None, seed: int = 0) -> str:
+def run_demo(
+    stack: Stack,
+    tracks: int = 200,
+    epochs: int | None = None,
+    seed: int = 0,
+    landing: str | None = None,
+) -> str:
+    """The pipeline on a synthetic sample, or on the user's own landing zone when one is given
+    (a MERGE download is never written into)."""
     from musicvae.sample import build_sample
 
     started = time.monotonic()
-    stack.up()
-    log.info(
-        "building a %d-track MERGE-layout sample in the landing zone %s", tracks, stack.landing
-    )
-    build_sample(stack.landing, tracks=tracks, seed=seed, defects=True)
+    stack.up(landing=landing)
+    if stack.landing == str(stack.default_landing):
+        log.info("building a %d-track MERGE-layout sample in %s", tracks, stack.landing)
+        build_sample(stack.default_landing, tracks=tracks, seed=seed, defects=True)
+    else:
+        log.info("ingesting your landing zone %s (no sample is built)", stack.landing)
     client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
     runs = run_pipeline(client, {"epochs": epochs, "seed": seed})
     report = summary(stack, runs)

@@ -5,11 +5,16 @@ class MusicVAEError(Exception):
     """Base class for every error this package raises on purpose."""
 
 
-class ConfigurationError(MusicVAEError):
+class PermanentError(MusicVAEError):
+    """Retrying cannot help: the same input and settings fail the same way. Airflow tasks fail
+    at once on these (no retries); errors of the servers (refused, timed out) keep their retries."""
+
+
+class ConfigurationError(PermanentError):
     """A required setting is missing or malformed (environment variable, connection, parameter)."""
 
 
-class CatalogueError(MusicVAEError):
+class CatalogueError(PermanentError):
     """The landing zone does not look like a MERGE release (missing folder, unreadable metadata)."""
 
 
@@ -29,10 +34,10 @@ class MigrationError(MusicVAEError):
     """A schema migration failed or the database is ahead of this code."""
 
 
-class ModelNotFoundError(MusicVAEError):
+class ModelNotFoundError(PermanentError):
     """No model version exists yet: run the musicvae_retrain DAG first."""
 
 
-class BatchValidationError(MusicVAEError):
+class BatchValidationError(PermanentError):
     """A validation run failed as a whole (broken metadata schema, no valid track, a collapse of
     the valid fraction); no track changed status and nothing downstream should run."""

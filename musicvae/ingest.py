@@ -71,7 +71,7 @@ class _FileStore:
 
     def put(self, rel: str, prefix: str) -> _StoredFile:
         stat = self.stats[rel]
-        cache_key = f"{self.landing.describe().rstrip('/')}/{rel}"
+        cache_key = self.landing.uri(rel)
         cached = self.cache.get(cache_key)
         suffix = "." + rel.rsplit(".", 1)[-1].lower()
         if cached and cached[0] == stat.size and cached[1] == stat.version:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from musicvae import db, frontends, registry
 from musicvae.clustering import agreement, kmeans
 from musicvae.config import Settings
-from musicvae.errors import MusicVAEError
+from musicvae.errors import PermanentError
 from musicvae.features import LyricsVectorizer
 from musicvae.featurestore import ensure_features, load_features
 from musicvae.lyrics import decode_lyrics
@@ -29,7 +29,7 @@ log = logging.getLogger("musicvae.retrain")
 MIN_TRACKS = 8
 
 
-class NotEnoughDataError(MusicVAEError):
+class NotEnoughDataError(PermanentError):
     """Too few valid tracks to train on: ingest and validate more first."""
 
 

@@ -44,6 +44,9 @@ logger = logging.getLogger("musicvae.sample")
 
 ROOT_NAME = "MERGE_Bimodal_Balanced"
 METADATA_NAME = "merge_bimodal_balanced_metadata.csv"
+# The two shapes a sample can take: MERGE's bimodal subsets (audio/ and lyrics/ folders, rows
+# keyed by Audio_Song + Lyric_Song) or its audio subsets (Q1..Q4 at the top, rows keyed by Song).
+LAYOUTS = {"bimodal_balanced": "MERGE_Bimodal_Balanced", "audio_complete": "MERGE_Audio_Complete"}
 # Marks a tree as ours (so stale files may be removed) and records what each MP3 was made from.
 MARKER_NAME = ".musicvae-sample"
 QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
@@ -805,11 +808,16 @@ def _messy_year(index: int, year: int, rng) -> str:
     return forms[index % len(forms)]
 
 
-def _metadata_csv(rows: Iterable[dict[str, object]]) -> bytes:
+def _metadata_csv(rows: Iterable[dict[str, object]], audio_only: bool) -> bytes:
     # Imported here: audio workers import this module and do not need pandas' startup cost.
     import pandas as pd
 
-    frame = pd.DataFrame(list(rows), columns=METADATA_COLUMNS)
+    rows = list(rows)
+    columns = METADATA_COLUMNS
+    if audio_only:
+        columns = ["Song", *METADATA_COLUMNS[2:]]
+        rows = [{"Song": r["Audio_Song"], **r} for r in rows]
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
@@ -963,13 +971,15 @@ class _Build:
 
     root: Path
     seed: int
+    audio_only: bool = False
     rows: list[dict[str, object]] = field(default_factory=list)
     files: dict[Path, bytes] = field(default_factory=dict)
     audio: list[_AudioJob] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
     def audio_path(self, quadrant: str, audio_id: str) -> Path:
-        return self.root / "audio" / quadrant / f"{audio_id}.mp3"
+        folder = self.root if self.audio_only else self.root / "audio"
+        return folder / quadrant / f"{audio_id}.mp3"
 
     def lyrics_path(self, quadrant: str, lyric_id: str) -> Path:
         return self.root / "lyrics" / quadrant / f"{lyric_id}.txt"
@@ -992,6 +1002,8 @@ class _Build:
         self.audio.append(_AudioJob(path, row.label, row.quadrant, self.seed, row.index))
 
     def add_lyrics(self, row: _Row) -> None:
+        if self.audio_only:
+            return
         lyrics = render_lyrics(row.label, row.quadrant, self.seed, row.index)
         self.files[self.lyrics_path(row.quadrant, row.lyric_id)] = lyrics.encode("utf-8")
 
@@ -1002,8 +1014,12 @@ def build_sample(
     seed: int = 0,
     defects: bool = False,
     progress: bool = True,
+    layout: str = "bimodal_balanced",
 ) -> SampleSummary:
-    """Write a MERGE_Bimodal_Balanced-shaped catalogue of `tracks` good rows under `out_dir`.
+    """Write a MERGE-shaped catalogue of `tracks` good rows under `out_dir`.
+
+    `layout` is the subset it imitates (`LAYOUTS`): MERGE_Bimodal_Balanced, with lyrics, or
+    MERGE_Audio_Complete, audio only. The deliberate defects exist in the bimodal shape only.
 
     Same arguments, same bytes; files whose bytes would not change are not touched (so their
     mtimes stay put), and MP3s recorded in the tree's marker file as already rendered from the
@@ -1014,15 +1030,20 @@ def build_sample(
     Audio is rendered by 2 worker processes; each track's RNG is seeded from (seed, index),
     so the output does not depend on how the work is split.
     """
-    root = Path(out_dir) / ROOT_NAME
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)}")
+    audio_only = layout.startswith("audio")
+    if defects and audio_only:
+        raise ValueError("the deliberate defects need lyrics: use the bimodal_balanced layout")
+    root = Path(out_dir) / LAYOUTS[layout]
     _claim(root)
-    build = _Build(root, seed)
+    build = _Build(root, seed, audio_only)
     plan = _plan(tracks, seed)
     for row in plan:
         build.add_track(row)
     if defects:
         _add_defects(build, tracks)
-    build.files[root / METADATA_NAME] = _metadata_csv(build.rows)
+    build.files[root / f"merge_{layout}_metadata.csv"] = _metadata_csv(build.rows, audio_only)
 
     written = sum(write_if_changed(path, data) for path, data in build.files.items())
     written += _render_audio(root, build.audio, progress)
@@ -1064,7 +1085,7 @@ def _claim(root: Path) -> None:
 def _remove_stale(root: Path, keep: set[Path]) -> None:
     stale = [
         path
-        for kind, suffix in (("audio", ".mp3"), ("lyrics", ".txt"))
+        for kind, suffix in (("audio", ".mp3"), ("lyrics", ".txt"), (".", ".mp3"))
         for quadrant in QUADRANTS
         for path in (root / kind / quadrant).glob("*")
         if path.is_file()
@@ -1151,6 +1172,7 @@ __all__ = [
     "DEFECT_IDS",
     "MARKER_NAME",
     "METADATA_COLUMNS",
+    "LAYOUTS",
     "METADATA_NAME",
     "ROOT_NAME",
     "SampleSummary",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicvae.config import Settings
-from musicvae.errors import StackError
+from musicvae.errors import ConfigurationError, StackError
 from musicvae.queues import (
     TRAINING_POOL,
     TRAINING_POOL_DESCRIPTION,
@@ -123,17 +123,21 @@ def _postgres_bin() -> Path:
 class StackState:
     ports: dict[str, int] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    landing: str = ""  # empty: the stack's own folder
 
     @classmethod
     def load(cls, path: Path) -> StackState:
         if path.exists():
             data = json.loads(path.read_text())
-            return cls(ports=data["ports"], secrets=data["secrets"])
+            return cls(
+                ports=data["ports"], secrets=data["secrets"], landing=data.get("landing", "")
+            )
         return cls()
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"ports": self.ports, "secrets": self.secrets}, indent=2))
+        data = {"ports": self.ports, "secrets": self.secrets, "landing": self.landing}
+        tmp.write_text(json.dumps(data, indent=2))
         tmp.chmod(0o600)
         tmp.replace(path)
 
@@ -164,8 +168,13 @@ class Stack:
         return f"http://127.0.0.1:{self.state.ports['api']}"
 
     @property
-    def landing(self) -> Path:
+    def default_landing(self) -> Path:
         return self.root / "landing"
+
+    @property
+    def landing(self) -> str:
+        """The landing zone the DAGs read: the one `up` was last given, else the stack's own."""
+        return self.state.landing or str(self.default_landing)
 
     def settings(self) -> Settings:
         return Settings(
@@ -187,10 +196,15 @@ class Stack:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def up(self, airflow: bool = True) -> None:
+    def up(self, airflow: bool = True, landing: str | None = None) -> None:
+        """Start what is not running. `landing` (a folder or s3://bucket/prefix) becomes the
+        landing zone the DAGs read, and stays so until another is given."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
-        self.landing.mkdir(exist_ok=True)
+        self.default_landing.mkdir(exist_ok=True)
+        if landing and self._use_landing(landing) and airflow:
+            # Running Airflow processes hold the old value in their environment.
+            self._stop_airflow()
         self._ensure_ports_and_secrets()
         self._start_postgres()
         self._start_s3()
@@ -204,9 +218,31 @@ class Stack:
             self._start_airflow()
         self._write_env_file()
 
-    def down(self) -> None:
+    def _use_landing(self, landing: str) -> bool:
+        """Record the landing zone; True when it differs from the one in use."""
+        if not landing.startswith("s3://"):
+            path = Path(landing).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigurationError(
+                    f"MUSICVAE_LANDING={landing!r} is not a folder. Point it at the folder that "
+                    "holds your unzipped MERGE_* folders (or at one of them), or at "
+                    "s3://bucket/prefix."
+                )
+            landing = str(path)
+        changed = landing != self.landing
+        self.state.landing = "" if landing == str(self.default_landing) else landing
+        if changed:
+            log.info("landing zone: %s", landing)
+        return changed
+
+    def _stop_airflow(self) -> None:
         # Workers first, so none picks up a task while the scheduler shuts down.
-        for name in ("airflow-celery-worker", *reversed(AIRFLOW_PROCESSES), "redis", "s3"):
+        for name in ("airflow-celery-worker", *reversed(AIRFLOW_PROCESSES)):
+            self._stop_process(name)
+
+    def down(self) -> None:
+        self._stop_airflow()
+        for name in ("redis", "s3"):
             self._stop_process(name)
         pgdata = self.root / "pg" / "data"
         if (pgdata / "postmaster.pid").exists():
@@ -224,6 +260,7 @@ class Stack:
             *((("redis", "redis"), ("airflow-celery-worker", None)) if self._celery else ()),
         ):
             out[name] = self._describe(self._running(name), port)
+        out["landing zone"] = self.landing
         return out
 
     def _describe(self, running: bool, port_name: str | None) -> str:

@@ -141,10 +141,49 @@ def test_missing_required_column_fails_the_batch(tmp_path):
 
 def test_a_landing_zone_without_merge_folders_is_a_clear_error(tmp_path):
     (tmp_path / "random.txt").write_text("hello")
-    with pytest.raises(CatalogueError, match="no MERGE subset folder"):
+    with pytest.raises(CatalogueError, match="no MERGE subset folder.*not one itself"):
         _scan(Landing.open(str(tmp_path)))
     with pytest.raises(CatalogueError, match="not a folder"):
         Landing.open(str(tmp_path / "nope"))
+
+
+def _entries(landing: Landing) -> list[tuple]:
+    return [(e.track_id, e.audio_path, e.lyrics_path) for s in _scan(landing) for e in s.entries]
+
+
+def test_the_landing_may_be_one_subset_folder_itself_with_the_same_track_ids(tmp_path):
+    files = {"audio/Q1/A001.mp3": b"audio", "lyrics/Q1/L051.txt": b"words"}
+    parent = _landing(tmp_path, [_row()], files)
+    itself = Landing.open(str(tmp_path / BIMODAL))
+
+    assert (
+        _entries(itself)
+        == _entries(parent)
+        == [
+            (
+                "bimodal_balanced/A001",
+                "MERGE_Bimodal_Balanced/audio/Q1/A001.mp3",
+                "MERGE_Bimodal_Balanced/lyrics/Q1/L051.txt",
+            )
+        ]
+    )
+    rel = "MERGE_Bimodal_Balanced/audio/Q1/A001.mp3"
+    assert itself.read(rel) == b"audio"
+    # The ingest's hash cache is keyed by where the file really is, the same either way.
+    assert itself.uri(rel) == parent.uri(rel) == str(tmp_path / BIMODAL / "audio/Q1/A001.mp3")
+
+
+def test_a_renamed_subset_folder_is_known_by_its_metadata_csv(tmp_path):
+    _landing(tmp_path, [_row()], {"audio/Q1/A001.mp3": b"a", "lyrics/Q1/L051.txt": b"l"})
+    renamed = tmp_path / "my download"
+    (tmp_path / BIMODAL).rename(renamed)
+    assert [t for t, *_ in _entries(Landing.open(str(renamed)))] == ["bimodal_balanced/A001"]
+
+
+def test_a_subset_folder_unzipped_into_one_of_the_same_name_is_read_as_a_parent(tmp_path):
+    outer = tmp_path / BIMODAL
+    _landing(outer, [_row()], {"audio/Q1/A001.mp3": b"a", "lyrics/Q1/L051.txt": b"l"})
+    assert [t for t, *_ in _entries(Landing.open(str(outer)))] == ["bimodal_balanced/A001"]
 
 
 def test_audio_only_and_lyrics_only_subsets(tmp_path):

@@ -50,3 +50,12 @@ def test_an_s3_connection_without_endpoint_is_a_clear_error():
         Settings.from_connections(
             conn, SimpleNamespace(login="k", password="s", extra_dejson={}), {}
         )
+
+
+def test_a_landing_zone_that_is_not_a_folder_stops_stack_up_before_anything_starts(tmp_path):
+    from musicvae.stack import Stack
+
+    stack = Stack(tmp_path / "stack")
+    with pytest.raises(ConfigurationError, match="MUSICVAE_LANDING='.*nope' is not a folder"):
+        stack.up(landing=str(tmp_path / "nope"))
+    assert not (tmp_path / "stack" / "pg").exists() and stack.status()["postgres"] == "stopped"

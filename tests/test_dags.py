@@ -89,7 +89,10 @@ def test_every_dag_is_tagged_and_every_task_retries(dagbag):
 
 
 def test_the_retrain_form_offers_every_training_parameter(dagbag):
-    assert set(dagbag["dags"]["musicvae_retrain"]["params"]) >= {
+    from musicvae.retrain_form import RETRAIN_FORM
+
+    assert dagbag["dags"]["musicvae_retrain"]["params"] == sorted(RETRAIN_FORM)
+    assert set(RETRAIN_FORM) >= {
         "epochs",
         "beta",
         "latent_dim",

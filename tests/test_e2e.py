@@ -1,10 +1,12 @@
 """End to end: all four DAGs run through a real Airflow scheduler on a small sample catalogue."""
 
+from pathlib import Path
+
 import pytest
 import requests
 import sqlalchemy as sa
 
-from musicvae import db
+from musicvae import cli, db
 from musicvae.airflow_client import AirflowClient, utcnow
 from musicvae.demo import run_pipeline
 from musicvae.sample import build_sample
@@ -16,10 +18,16 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("e2e-stack"))
-    stack.up()
+    # Started as the README tells a user to: MUSICVAE_LANDING at their download (here one
+    # subset folder itself, as unzipped), then `musicvae stack up`.
+    download = tmp_path_factory.mktemp("download")
+    build_sample(download, tracks=24, seed=3, defects=True, progress=False)
+    stack_dir = tmp_path_factory.mktemp("e2e-stack")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MUSICVAE_LANDING", str(download / "MERGE_Bimodal_Balanced"))
+        assert cli.main(["stack", "up", "--stack-dir", str(stack_dir)]) == 0
+    stack = Stack(stack_dir)
     try:
-        build_sample(stack.landing, tracks=24, seed=3, defects=True, progress=False)
         client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
         runs = run_pipeline(client, {"epochs": 2, "n_clusters": 4, "seed": 1}, timeout=900)
         yield stack, client, runs
@@ -104,12 +112,37 @@ def test_a_second_ingest_run_changes_nothing(pipeline):
         )
 
     before = state()
-    since = utcnow()
-    run_id = client.trigger("merge_ingest")
-    client.wait("merge_ingest", run_id, timeout=300)
-    assert client.task_states("merge_ingest", run_id) == {"ingest": "skipped"}
-    assert client.triggered_runs("merge_ingest", since, run_id) == []
-    assert state() == before
+    # Again, then through the folder that holds the subset folder: the same tracks either way.
+    for conf in ({}, {"landing": str(Path(stack.landing).parent)}):
+        since = utcnow()
+        run_id = client.trigger("merge_ingest", conf)
+        client.wait("merge_ingest", run_id, timeout=300)
+        assert client.task_states("merge_ingest", run_id) == {"ingest": "skipped"}
+        assert client.triggered_runs("merge_ingest", since, run_id) == []
+        assert state() == before
+
+
+def test_the_landing_zone_given_to_stack_up_is_the_one_the_dags_read(pipeline):
+    stack, _, _ = pipeline
+    landing = stack.landing
+    assert landing.endswith("MERGE_Bimodal_Balanced") and not landing.startswith(str(stack.root))
+    assert f"export MUSICVAE_LANDING={landing}\n" in (stack.root / "env").read_text()
+    assert Stack(stack.root).status()["landing zone"] == landing
+    # Recorded by the ingest task that Airflow's worker ran with no landing parameter.
+    assert _query(stack, "SELECT DISTINCT landing FROM ingest_runs") == [(landing,)]
+
+
+def test_a_landing_zone_error_fails_the_run_at_once_without_retries(pipeline, tmp_path):
+    from musicvae.airflow_client import AirflowError
+
+    _, client, _ = pipeline
+    (tmp_path / "notes.txt").write_text("not a MERGE download")
+    run_id = client.trigger("merge_ingest", {"landing": str(tmp_path)})
+    with pytest.raises(AirflowError, match="failed"):
+        client.wait("merge_ingest", run_id, timeout=300)
+    ingest = client.task_instance("merge_ingest", run_id, "ingest")
+    # DEFAULT_ARGS allow 2 retries; a configuration error uses none of them.
+    assert (ingest["state"], ingest["try_number"], ingest["max_tries"]) == ("failed", 1, 2)
 
 
 def test_rerunning_a_recluster_run_replaces_only_its_own_rows(pipeline):

@@ -185,6 +185,22 @@ def test_an_s3_landing_zone_works_like_a_folder(settings, landing: Path):
     assert not run_ingest(settings, "ingest-s3-2", f"s3://{settings.bucket}/landing").changed
 
 
+def test_pointing_at_the_subset_folder_or_its_parent_ingests_the_same_tracks(settings, landing):
+    subset = landing / "MERGE_Bimodal_Balanced"
+    first = run_ingest(settings, "ingest-subset", str(subset))
+    assert first.tracks_new == 28 and first.rejected == 3
+    assert not run_ingest(settings, "ingest-parent", str(landing)).changed
+    store = ObjectStore(settings)
+    for path in subset.rglob("*"):
+        if path.is_file():
+            store.put_file(f"drop/MERGE_Bimodal_Balanced/{path.relative_to(subset)}", path)
+    from_s3 = run_ingest(
+        settings, "ingest-s3", f"s3://{settings.bucket}/drop/MERGE_Bimodal_Balanced"
+    )
+    assert not from_s3.changed and from_s3.tracks_unchanged == 28
+    assert len(_rows(settings, "SELECT track_id FROM tracks")) == 28
+
+
 def test_content_profiled_before_is_not_decoded_again(settings, landing):
     run_ingest(settings, "ingest-1", str(landing))
     run_validation(settings, "validate-1")

@@ -375,3 +375,33 @@ def test_tracks_validated_after_a_recluster_join_the_nearest_cluster(settings, l
     sizes = _query(settings, "SELECT sum(size) FROM clusters WHERE run_id = 'recluster-1'")
     assert sizes[0][0] == run.n_tracks + 3
     assert assign_new_tracks(settings).assigned == 0  # nothing new: nothing written
+
+
+def test_the_whole_pipeline_runs_from_the_command_line_without_airflow(
+    settings, landing, monkeypatch, capsys
+):
+    from musicvae.cli import main
+
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert main(["ingest", "--landing", str(landing)]) == 0
+    assert main(["validate"]) == 0
+    capsys.readouterr()
+    assert main(["retrain", "--epochs", "0"]) == 1
+    assert "epochs: 0 is less than the minimum of 1" in capsys.readouterr().err
+    assert _query(settings, "SELECT count(*) FROM model_versions") == [(0,)]
+
+    argv = ["retrain", "--epochs", "2", "--n-clusters", "4", "--vocab-size", "128", "--seed", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model version 1 is the champion" in out
+    [(params, promotion, report)] = _query(
+        settings, "SELECT params, promotion, evaluation_prefix FROM model_versions"
+    )
+    assert params["epochs"] == 2 and params["seed"] == 3 and params["audio_frontend"] == "musicnn"
+    assert promotion["promoted"] and report is not None
+    # The same snapshot and parameters again: found registered, nothing trained twice.
+    assert main(argv) == 0
+    assert "already registered" in capsys.readouterr().out
+    assert main(["recluster"]) == 0
+    assert _query(settings, "SELECT count(*) FROM current_cluster_assignments") == [(25,)]

@@ -439,3 +439,18 @@ def test_dropping_defects_removes_their_files(tmp_path):
     assert clean.defects == []
     assert not list(clean.root.rglob("MT99999900*"))
     assert len(read_metadata(clean.root)) == 4
+
+
+def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
+    from musicvae.catalogue import Landing, scan
+
+    built = build_sample(tmp_path, tracks=8, seed=2, progress=False, layout="audio_complete")
+    assert built.root.name == "MERGE_Audio_Complete"
+    assert not (built.root / "lyrics").exists() and not (built.root / "audio").exists()
+    landing = Landing.open(str(built.root))
+    [subset] = scan(landing, sorted(rel for rel, _ in landing.files()))
+    assert subset.subset == "audio_complete" and subset.rejections == []
+    assert len(subset.entries) == 8
+    assert all(e.audio_path and e.lyrics_path is None and not e.problems for e in subset.entries)
+    with pytest.raises(ValueError, match="defects need lyrics"):
+        build_sample(tmp_path, tracks=8, defects=True, layout="audio_complete")

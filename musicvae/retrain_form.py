@@ -1,0 +1,110 @@
+"""The retrain's parameters as JSON Schema: one definition for the DAG's trigger form and for
+`musicvae retrain`, so both accept and refuse the same values.
+
+Light on purpose (no numpy, no torch): the DAG processor imports it when it parses the DAG file.
+`RetrainParams` (musicvae.retrain) holds the same defaults; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from musicvae.errors import ConfigurationError
+
+RETRAIN_FORM: dict[str, dict] = {
+    "audio_frontend": {
+        "default": "musicnn",
+        "type": "string",
+        "enum": ["musicnn", "mel"],
+        "description": "What the audio expert hears: musicnn, a network pretrained on the "
+        "Million Song Dataset (best on real music), or mel, log-mel images learnt from scratch.",
+    },
+    "epochs": {
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 1,
+        "maximum": 500,
+        "description": "Training epochs (early stopping may end sooner). Empty: the front "
+        "end's default, 100 for musicnn and 20 for mel.",
+    },
+    "beta": {
+        "default": 1.0,
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 20.0,
+        "description": "Weight of the KL term (beta-VAE).",
+    },
+    "latent_dim": {
+        "default": 32,
+        "type": "integer",
+        "minimum": 2,
+        "maximum": 256,
+        "description": "Size of the latent space (embedding dimension).",
+    },
+    "learning_rate": {
+        "default": 1e-3,
+        "type": "number",
+        "exclusiveMinimum": 0.0,
+        "maximum": 0.1,
+        "description": "Adam learning rate.",
+    },
+    "batch_size": {
+        "default": 32,
+        "type": "integer",
+        "minimum": 2,
+        "maximum": 1024,
+        "description": "Tracks per training step.",
+    },
+    "seed": {"default": 0, "type": "integer", "minimum": 0, "description": "Random seed."},
+    "n_clusters": {
+        "default": 8,
+        "type": "integer",
+        "minimum": 2,
+        "maximum": 200,
+        "description": "Number of KMeans clusters for the catalogue.",
+    },
+    "promotion_margin": {
+        "default": 0.01,
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "description": "The new model replaces the champion unless its held-out genre NMI is "
+        "lower than the champion's by more than this.",
+    },
+    "dry_run": {
+        "default": False,
+        "type": "boolean",
+        "description": "Snapshot the valid tracks, check the parameters and compute features, "
+        "but train nothing.",
+    },
+    "vocab_size": {
+        "default": 512,
+        "type": "integer",
+        "minimum": 16,
+        "maximum": 20000,
+        "description": "Lyrics TF-IDF vocabulary size.",
+    },
+}
+
+
+def resolve(values: dict) -> dict:
+    """The form's defaults overlaid with `values`, each checked against its schema as Airflow's
+    Params check a trigger's conf; a ConfigurationError names every value refused."""
+    import jsonschema
+
+    unknown = sorted(set(values) - set(RETRAIN_FORM))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown retrain parameter(s) {unknown}; known: {list(RETRAIN_FORM)}"
+        )
+    resolved = {name: spec["default"] for name, spec in RETRAIN_FORM.items()} | values
+    problems = []
+    for name, value in resolved.items():
+        schema = {
+            k: v for k, v in RETRAIN_FORM[name].items() if k not in ("default", "description")
+        }
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as e:
+            problems.append(f"{name}: {e.message}")
+    if problems:
+        raise ConfigurationError("invalid retrain parameters: " + "; ".join(problems))
+    return resolved
