@@ -260,7 +260,10 @@ class LyricsVectorizer:
         except ValueError:  # scikit-learn's "empty vocabulary"
             # An audio-only catalogue (MERGE's Audio subsets) has no lyrics to learn from: the
             # model then trains and embeds from audio alone.
-            log.warning("no usable words in %d lyrics: lyrics are left out", len(texts))
+            if n_docs:
+                log.warning("no usable words in %d lyrics: lyrics are left out", n_docs)
+            else:
+                log.info("no lyrics among %d tracks: the model hears audio only", len(texts))
             self._tfidf, self.vocabulary_ = None, []
             return self
         self.vocabulary_ = self._tfidf.get_feature_names_out().tolist()

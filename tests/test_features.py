@@ -270,3 +270,10 @@ def test_lyrics_vectorizer_without_words_leaves_lyrics_out(caplog):
     x = vec.transform(["", "anything at all", "the"])
     assert x.shape == (3, 1) and not x.any()  # no row counts as having lyrics
     assert pickle.loads(pickle.dumps(vec)).transform(["x"]).shape == (1, 1)
+
+
+def test_an_audio_only_catalogue_is_no_lyrics_problem(caplog):
+    caplog.set_level("INFO", logger="musicvae.features")
+    vec = LyricsVectorizer().fit(["", "", ""])
+    assert vec.vocabulary_ == [] and "no lyrics among 3 tracks" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
