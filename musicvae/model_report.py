@@ -18,6 +18,8 @@ import sqlalchemy as sa
 
 from musicvae import db, evaluation, frontends, plots, registry
 from musicvae.config import Settings
+from musicvae.drift import embedding_drift
+from musicvae.embedding import embed_tracks
 from musicvae.registry import LoadedModel
 from musicvae.retrain import load_snapshot, training_data
 from musicvae.storage import ObjectStore
@@ -76,13 +78,18 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
     store.put_json(f"{prefix}/results.json", evaluation.to_json(results))
     store.put_bytes(f"{prefix}/results.txt", "\n\n".join(tables.values()).encode(), "text/plain")
     summary = _summary(results)
+    metrics = {"evaluation": summary}
+    drift = _drift(store, eng, mv, tracks, reps[VAE])
+    if drift:
+        metrics["drift"] = drift
+        log.info("model version %d against the champion: %s", version, drift)
     with eng.begin() as conn:
         conn.execute(
             sa.text(
                 "UPDATE model_versions SET evaluation_prefix = :p, "
                 "metrics = metrics || CAST(:m AS jsonb) WHERE version = :v"
             ),
-            {"p": prefix, "m": json.dumps({"evaluation": summary}), "v": version},
+            {"p": prefix, "m": json.dumps(metrics), "v": version},
         )
     for table in tables.values():
         log.info("model version %d:\n%s", version, table)
@@ -91,7 +98,19 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
         "evaluation_prefix": prefix,
         "plots": sorted(files),
         "summary": summary,
+        "drift": drift,
     }
+
+
+def _drift(store, eng, mv, tracks: list[dict], embeddings: np.ndarray) -> dict | None:
+    """How far this version's latent space is from the champion's, on this version's snapshot;
+    None while this version is the first or is the champion itself."""
+    with eng.connect() as conn:
+        champion = registry.champion(conn, required=False)
+    if champion is None or champion.version == mv.version:
+        return None
+    previous = embed_tracks(store, registry.load(store, champion), tracks)
+    return embedding_drift(embeddings, previous, champion.version)
 
 
 def _summary(results: list[evaluation.Result]) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicvae import bulk, db, registry
+from musicvae.churn import cluster_churn
 from musicvae.clustering import (
     Clustering,
     agreement,
@@ -66,7 +67,7 @@ def run_recluster(
     params = mv.params
     track_ids = [t["track_id"] for t in tracks]
     with eng.connect() as conn:
-        previous = _previous_members(conn, run_id)
+        previous_run, previous = _previous_run(conn, run_id)
     clustering, anchored = anchored_kmeans(
         embeddings,
         params.get("n_clusters", 8),
@@ -87,7 +88,12 @@ def run_recluster(
         **{f"quadrant_{k}": v for k, v in agreement(quadrants, clustering.labels).items()},
         "anchored": anchored,
     }
-    _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics)
+    changes = None
+    if previous_run:
+        before = {t: c for c, members in previous.items() for t in members}
+        after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
+        changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
+    _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
     log.info(
         "recluster %s: %d tracks into %d clusters with model version %d; %s",
         run_id,
@@ -197,20 +203,23 @@ def attach_assignments(conn, table: str, run_id: str) -> None:
         conn.execute(sa.text("SELECT cluster_assignments_attach(:r)"), {"r": run_id})
 
 
-def _previous_members(conn, run_id: str) -> dict[int, set[str]]:
-    """Members per cluster of the latest other recluster run (empty when there is none)."""
-    rows = conn.execute(
+def _previous_run(conn, run_id: str) -> tuple[str | None, dict[int, set[str]]]:
+    """The latest other recluster run and its members per cluster (None, {} when none)."""
+    previous = conn.execute(
         sa.text(
-            "SELECT cluster_id, track_id FROM cluster_assignments WHERE run_id = ("
             "SELECT run_id FROM cluster_runs WHERE run_id <> :r "
-            "ORDER BY created_at DESC, run_id DESC LIMIT 1)"
+            "ORDER BY created_at DESC, run_id DESC LIMIT 1"
         ),
         {"r": run_id},
+    ).scalar()
+    rows = conn.execute(
+        sa.text("SELECT cluster_id, track_id FROM cluster_assignments WHERE run_id = :p"),
+        {"p": previous},
     ).all()
     members: dict[int, set[str]] = {}
     for cluster_id, track_id in rows:
         members.setdefault(cluster_id, set()).add(track_id)
-    return members
+    return previous, members
 
 
 def _write(
@@ -222,6 +231,7 @@ def _write(
     clustering: Clustering,
     summaries: dict,
     metrics: dict,
+    changes: dict | None,
 ) -> None:
     with eng.begin() as conn:
         # Cascades to this run's clusters, assignments and embeddings, and nothing else.
@@ -265,5 +275,22 @@ def _write(
         attach_embeddings(conn, vectors, version)
         table = assignments_table(conn, run_id)
         write_assignments(conn, table, run_id, track_ids, clustering.labels, clustering.distances)
+        if changes:
+            _write_changes(conn, run_id, changes)
         build_hnsw_index(conn, version, int(embeddings.shape[1]))
         attach_assignments(conn, table, run_id)
+
+
+def _write_changes(conn, run_id: str, changes: dict) -> None:
+    row = {"r": run_id, **changes}
+    for key in ("splits", "merges", "flows"):
+        row[key] = json.dumps(changes[key])
+    conn.execute(
+        sa.text(
+            "INSERT INTO cluster_run_changes (run_id, previous_run_id, tracks_compared, "
+            "tracks_moved, share_moved, ari, born, died, splits, merges, flows) VALUES (:r, "
+            ":previous_run_id, :tracks_compared, :tracks_moved, :share_moved, :ari, :born, "
+            ":died, CAST(:splits AS jsonb), CAST(:merges AS jsonb), CAST(:flows AS jsonb))"
+        ),
+        row,
+    )

@@ -161,11 +161,19 @@ def model_html(settings: Settings, version: int) -> str:
         )
     )
     decision = html.escape((promotion or {}).get("reason", "not decided yet"))
+    drift = mv.metrics.get("drift")
+    moved = (
+        f"<p>Latent space against the champion, version {drift['against_version']}, on "
+        f"{drift['tracks']} tracks: kNN overlap at 10 {drift['knn_overlap_at_10']}, linear CKA "
+        f"{drift['linear_cka']} (1 for the same space).</p>"
+        if drift
+        else ""
+    )
     return (
         f"<!doctype html><meta charset=utf-8><title>Model v{mv.version}</title>"
         "<style>body{font-family:sans-serif;margin:2em}</style>"
         f"<h1>Model version {mv.version}</h1><p>snapshot {html.escape(mv.snapshot_id)}, "
         f"code {html.escape(mv.code_version)}, parameters "
-        f"{html.escape(json.dumps(mv.params))}</p><p>Promotion: {decision}</p>"
+        f"{html.escape(json.dumps(mv.params))}</p><p>Promotion: {decision}</p>{moved}"
         f"<pre>{table}</pre>{images}"
     )

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from minio import Minio
@@ -90,3 +91,7 @@ class ObjectStore:
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def presigned_url(self, key: str, expires: timedelta) -> str:
+        """A link that reads one object until it expires; the bucket stays private."""
+        return self.client.presigned_get_object(self.bucket, key, expires=expires)

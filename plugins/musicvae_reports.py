@@ -1,6 +1,6 @@
 """Puts musicvae's reports in the Airflow UI, behind the UI's own login: data quality per
-validation run (musicvae's report and the Great Expectations Data Docs site), and the evaluation
-(research table, plots) of each model version.
+validation run (musicvae's report and the Great Expectations Data Docs site), the evaluation
+(research table, plots) of each model version, and the current clusters with their churn.
 
 The reports live in object storage; this FastAPI app, mounted in the api-server at /musicvae,
 serves them to logged-in users, and a navigation entry opens the latest one inside the UI.
@@ -90,6 +90,44 @@ async def model_report_file(version: int, name: str):
     return Response(content, media_type=media or "text/plain; charset=utf-8")
 
 
+@app.get("/clusters/", response_class=HTMLResponse)
+async def clusters():
+    from musicvae.cluster_pages import clusters_html
+
+    return await _render(clusters_html)
+
+
+@app.get("/clusters/runs/{run_id}/flows.png")
+async def cluster_flows(run_id: str):
+    from musicvae.cluster_pages import flows_png
+
+    return await _png(flows_png, run_id)
+
+
+@app.get("/clusters/{cluster_id}", response_class=HTMLResponse)
+async def cluster_card(cluster_id: int):
+    from musicvae.cluster_pages import card_html
+
+    return await _render(card_html, cluster_id)
+
+
+@app.get("/clusters/{cluster_id}/map.png")
+async def cluster_map(cluster_id: int):
+    from musicvae.cluster_pages import map_png
+
+    return await _png(map_png, cluster_id)
+
+
+async def _png(render, *args) -> Response:
+    from musicvae.reports import ReportNotFoundError
+
+    try:
+        content = await run_in_threadpool(render, _settings(), *args)
+    except ReportNotFoundError as e:
+        raise HTTPException(status_code=404, detail=str(e)) from e
+    return Response(content, media_type="image/png")
+
+
 class MusicvaeReportsPlugin(AirflowPlugin):
     name = "musicvae_reports"
     fastapi_apps = [{"app": app, "url_prefix": "/musicvae", "name": "musicvae reports"}]
@@ -100,5 +138,12 @@ class MusicvaeReportsPlugin(AirflowPlugin):
             "url_route": "data-quality",
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Clusters",
+            "href": "musicvae/clusters/",
+            "url_route": "clusters",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]

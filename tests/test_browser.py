@@ -1,4 +1,5 @@
-"""The Airflow UI in a real browser: log in, retrain from the trigger form, read data quality.
+"""The Airflow UI in a real browser: log in, retrain from the trigger form, read data quality,
+open a cluster card and listen to it.
 
 Playwright drives Debian's Chromium (`/usr/bin/chromium`, installed by `make test`; no browser
 is downloaded) against an api-server this test starts. Screenshots of every step are written
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # The test presses play by script, not by a click: let audio start without a gesture.
+    "--autoplay-policy=no-user-gesture-required",
 ]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 # Every training parameter differs from the form's default, and the training stays tiny.
@@ -192,3 +195,29 @@ def test_the_data_quality_link_shows_the_latest_report(ui, page, triggered_run):
     expect(report.get_by_text(validate_run).first).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(report.get_by_text("bimodal_balanced/A001").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     _shot(page, "05-data-quality")
+
+
+def test_a_cluster_card_plays_the_audio_of_a_track_near_its_centre(ui, page, triggered_run):
+    from playwright.sync_api import expect
+
+    from musicvae.recluster import run_recluster
+
+    stack, _, _ = ui
+    run_recluster(stack.settings(), "browser-recluster")
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Clusters").click()
+    page.wait_for_url("**/clusters**")
+    clusters = page.frame_locator("iframe").first
+    expect(clusters.get_by_text("browser-recluster").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    clusters.get_by_role("link", name="0", exact=True).click()
+    expect(clusters.get_by_text("Nearest its centre")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    audio = clusters.locator("audio").first
+    # Played from the presigned link: the position moves once the MP3 is fetched and decoded.
+    position = audio.evaluate(
+        "a => a.play().then(() => new Promise(done => setTimeout(() => done(a.currentTime), 2000)))"
+    )
+    assert position > 0
+    map_image = clusters.locator("img")
+    expect(map_image).to_have_js_property("complete", True, timeout=UI_TIMEOUT_MS)
+    assert map_image.evaluate("img => img.naturalWidth") > 0
+    _shot(page, "06-cluster-card")

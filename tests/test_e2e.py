@@ -173,6 +173,24 @@ def test_the_ui_serves_the_latest_data_quality_report_behind_its_login(pipeline)
     assert {"name": "Data quality", "href": "musicvae/data-quality/latest"}.items() <= views[
         0
     ].items()
+    assert {"name": "Clusters", "href": "musicvae/clusters/"}.items() <= views[1].items()
+
+
+def test_the_ui_serves_the_clusters_and_their_churn_behind_its_login(pipeline):
+    from musicvae.recluster import run_recluster
+
+    stack, client, runs = pipeline
+    url = f"{stack.api_url}/musicvae/clusters/"
+    assert requests.get(url, timeout=30).status_code == 401
+    page = client.session.get(url, timeout=30)
+    assert page.status_code == 200 and runs.runs["catalogue_recluster"] in page.text
+    # A second run of the same model: compared with the first, it moved nothing.
+    run_recluster(stack.settings(), "e2e-second-run")
+    page = client.session.get(url, timeout=30).text
+    assert "e2e-second-run" in page and "0 of 25 (0.0%)" in page
+    plot = client.session.get(f"{url}runs/e2e-second-run/flows.png", timeout=60)
+    assert plot.status_code == 200 and plot.content[:4] == b"\x89PNG"
+    assert requests.get(f"{url}runs/e2e-second-run/flows.png", timeout=30).status_code == 401
 
 
 def test_the_model_version_is_champion_and_its_evaluation_is_served_in_the_ui(pipeline):

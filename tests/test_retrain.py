@@ -83,6 +83,38 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
         settings, "SELECT run_id, metrics->'anchored' FROM cluster_runs ORDER BY run_id"
     )
     assert anchored == [("recluster-1", False), ("recluster-2", True)]
+    # Churn, in SQL: the second run moved nothing; a third after three tracks were moved by hand
+    # in the second (a known difference) shows exactly those three, and their flows.
+    churn = (
+        "SELECT run_id, previous_run_id, tracks_compared, tracks_moved, ari "
+        "FROM cluster_run_changes"
+    )
+    assert _query(settings, churn) == [("recluster-2", "recluster-1", 25, 0, 1.0)]
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE cluster_assignments SET cluster_id = (cluster_id + 1) % 4 "
+                "WHERE run_id = 'recluster-2' AND track_id IN (SELECT track_id "
+                "FROM cluster_assignments WHERE run_id = 'recluster-2' ORDER BY track_id LIMIT 3)"
+            )
+        )
+    run_recluster(settings, "recluster-3")
+    [(_, previous, compared, n_moved, ari)] = _query(
+        settings, churn + " WHERE run_id = 'recluster-3'"
+    )
+    assert (previous, compared, n_moved) == ("recluster-2", 25, 3) and ari < 1.0
+    flows = _query(
+        settings,
+        "SELECT sum(tracks) FROM cluster_run_flows WHERE run_id = 'recluster-3' "
+        "AND previous_cluster <> current_cluster",
+    )
+    assert flows == [(3,)]
+    # The clusters page shows the same figures, and draws the flows.
+    from musicvae.cluster_pages import clusters_html, flows_png
+
+    page = clusters_html(settings)
+    assert "Clusters of run recluster-3" in page and "3 of 25 (12.0%)" in page
+    assert flows_png(settings, "recluster-3")[:4] == b"\x89PNG"
     assert _query(settings, "SELECT count(*) FROM cluster_summary")[0][0] == 4
     assert (
         _query(
@@ -92,12 +124,12 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
         )
         != []
     )
-    # The version's embeddings are its own partition, which the second run rewrote.
+    # The version's embeddings are its own partition, which each later run rewrote.
     assert _query(
         settings,
         "SELECT c.relname, e.run_id, count(*) FROM track_embeddings e "
         "JOIN pg_class c ON c.oid = e.tableoid GROUP BY 1, 2",
-    ) == [(f"track_embeddings_v{version}", "recluster-2", 25)]
+    ) == [(f"track_embeddings_v{version}", "recluster-3", 25)]
     neighbours = _query(
         settings,
         "SELECT track_id FROM similar_tracks(:t, 5)",
@@ -159,6 +191,7 @@ def test_the_evaluation_report_recomputes_the_research_table_with_plots(
     )[0]
     assert stored_prefix == prefix
     assert 0 <= metrics["evaluation"]["genre/hybrid VAE/kmeans/nmi"] <= 1
+    assert result["drift"] is None and "drift" not in metrics  # no champion to compare with
     assert "± " in store.get_bytes(f"{prefix}/results.txt").decode()
 
 
@@ -167,6 +200,15 @@ def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, la
     first = _train_and_register(settings, snapshot, FAST)
     decide(settings, first, margin=0.01)
     second = _train_and_register(settings, snapshot, RetrainParams(**{**asdict(FAST), "seed": 5}))
+
+    # Evaluated against the champion: how far its latent space moved, on the same 25 tracks.
+    from musicvae.model_report import report
+
+    drift = report(settings, second, seeds=(0,))["drift"]
+    assert drift["against_version"] == first and drift["tracks"] == 25
+    assert 0 < drift["linear_cka"] < 1 and 0 <= drift["knn_overlap_at_10"] < 1
+    stored = "SELECT metrics->'drift' FROM model_versions WHERE version = :v"
+    assert _query(settings, stored, v=second) == [(drift,)]
 
     # A negative margin demands a strict improvement larger than any NMI difference can be.
     kept = decide(settings, second, margin=-1.0)
@@ -405,3 +447,53 @@ def test_the_whole_pipeline_runs_from_the_command_line_without_airflow(
     assert "already registered" in capsys.readouterr().out
     assert main(["recluster"]) == 0
     assert _query(settings, "SELECT count(*) FROM current_cluster_assignments") == [(25,)]
+
+
+def test_cluster_cards_show_the_members_nearest_each_centre_with_expiring_audio_links(
+    settings, landing
+):
+    import json
+    from datetime import timedelta
+
+    import requests
+
+    from musicvae.cluster_pages import card, card_html, map_png
+
+    snapshot = _catalogue(settings, landing)
+    version = _train_and_register(settings, snapshot, FAST)
+    decide(settings, version, margin=0.01)
+    run_recluster(settings, "recluster-1")
+
+    rows = _query(
+        settings,
+        "SELECT a.cluster_id, a.track_id, e.embedding::text, c.centroid::text "
+        "FROM cluster_assignments a JOIN track_embeddings e USING (track_id) "
+        "JOIN clusters c ON c.run_id = a.run_id AND c.cluster_id = a.cluster_id",
+    )
+    nearest: dict[int, list[tuple[float, str]]] = {}
+    for cluster, track, vector, centre in rows:
+        gap = np.linalg.norm(np.array(json.loads(vector)) - np.array(json.loads(centre)))
+        nearest.setdefault(cluster, []).append((gap, track))
+    cards = _query(
+        settings, "SELECT cluster_id, name, size, medoids, neighbours FROM cluster_cards"
+    )
+    assert len(cards) == 4
+    for cluster, name, size, medoids, neighbours in cards:
+        expected = [t for _, t in sorted(nearest[cluster])[:5]]
+        assert [m["track_id"] for m in medoids] == expected
+        assert size == len(nearest[cluster]) and len(neighbours) == 3 and cluster not in neighbours
+        assert " · mostly " in name
+
+    store = ObjectStore(settings)
+    medoid = card(settings, cards[0][0])["medoids"][0]
+    served = requests.get(medoid["audio_url"], timeout=30)
+    assert served.status_code == 200 and served.content == store.get_bytes(medoid["audio_key"])
+    short = store.presigned_url(medoid["audio_key"], timedelta(seconds=1))
+    time.sleep(2.5)
+    assert requests.get(short, timeout=30).status_code == 403
+    # Without a signature the object is not readable: nothing was made public.
+    plain = f"http://{settings.s3_endpoint}/{settings.bucket}/{medoid['audio_key']}"
+    assert requests.get(plain, timeout=30).status_code == 403
+    page = card_html(settings, cards[0][0])
+    assert page.count("<audio") == len(card(settings, cards[0][0])["medoids"])
+    assert map_png(settings, cards[0][0])[:4] == b"\x89PNG"
