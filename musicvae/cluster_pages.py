@@ -120,8 +120,8 @@ def flows_png(settings: Settings, run_id: str) -> bytes:
         return cluster_flows(row.flows, Path(tmp) / "flows.png", title=title).read_bytes()
 
 
-def card(settings: Settings, cluster_id: int) -> dict:
-    """One row of `cluster_cards`, with a presigned audio link on each medoid."""
+def _card_row(settings: Settings, cluster_id: int):
+    """One row of `cluster_cards`."""
     with db.engine(settings.database_url).connect() as conn:
         row = (
             conn.execute(
@@ -132,6 +132,12 @@ def card(settings: Settings, cluster_id: int) -> dict:
         )
     if row is None:
         raise ReportNotFoundError(f"the current run has no cluster {cluster_id}")
+    return row
+
+
+def card(settings: Settings, cluster_id: int) -> dict:
+    """One row of `cluster_cards`, with a presigned audio link on each medoid."""
+    row = _card_row(settings, cluster_id)
     store = ObjectStore(settings)
     medoids = [
         {
@@ -184,7 +190,7 @@ def map_png(settings: Settings, cluster_id: int) -> bytes:
 
     from musicvae.plots import cluster_map
 
-    c = card(settings, cluster_id)
+    c = _card_row(settings, cluster_id)  # no audio links: the map does not play anything
     with db.engine(settings.database_url).connect() as conn:
         rows = conn.execute(
             sa.text(
@@ -196,7 +202,7 @@ def map_png(settings: Settings, cluster_id: int) -> bytes:
         ).all()
     embeddings = np.array([json.loads(e) for _, _, e in rows], dtype=np.float32)
     xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
-    medoids = {m["track_id"] for m in c["medoids"]}
+    medoids = {m["track_id"] for m in c["medoids"] or []}
     with tempfile.TemporaryDirectory() as tmp:
         return cluster_map(
             xy,

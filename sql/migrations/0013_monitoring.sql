@@ -23,39 +23,35 @@ SELECT c.run_id, c.previous_run_id,
        (f ->> 2)::integer AS tracks
 FROM cluster_run_changes c, jsonb_array_elements(c.flows) AS f;
 
--- One card per cluster of the current run (the champion's latest): a name from its top genres
--- and its most common quadrant (Russell's: Q1 exuberant, Q2 tense, Q3 sad, Q4 calm), its size
--- and mix, the 5 members nearest its centre (medoids) and the 3 clusters whose centres are
--- nearest its own.
+-- One card per cluster of the current run (the champion's latest, as in cluster_summary): a
+-- name from its top genres and its most common quadrant (Russell's: Q1 exuberant, Q2 tense,
+-- Q3 sad, Q4 calm), its size and mix, the 5 members nearest its centre (medoids) and the 3
+-- clusters whose centres are nearest its own.
 CREATE VIEW cluster_cards AS
-WITH latest AS (
-    SELECT r.run_id, r.model_version FROM cluster_runs r
-    JOIN model_aliases a ON a.alias = 'champion' AND a.version = r.model_version
-    ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1
-),
-ranked AS (
+WITH ranked AS (
     SELECT a.cluster_id, a.track_id, a.distance,
            row_number() OVER (PARTITION BY a.cluster_id ORDER BY a.distance, a.track_id) AS rank
-    FROM cluster_assignments a JOIN latest l USING (run_id)
+    FROM cluster_assignments a
+    WHERE a.run_id = (SELECT run_id FROM cluster_summary LIMIT 1)
 )
-SELECT c.cluster_id,
-       c.label || coalesce(' · mostly ' || mood.name, '') AS name,
-       c.size, c.top_genres, c.top_quadrants,
+SELECT s.cluster_id,
+       s.label || coalesce(' · mostly ' || mood.name, '') AS name,
+       s.size, s.top_genres, s.top_quadrants,
        (SELECT jsonb_agg(jsonb_build_object('track_id', t.track_id, 'artist', t.artist,
                 'title', t.title, 'audio_key', t.audio_key, 'distance', r.distance)
                 ORDER BY r.rank)
         FROM ranked r JOIN tracks t USING (track_id)
-        WHERE r.cluster_id = c.cluster_id AND r.rank <= 5) AS medoids,
+        WHERE r.cluster_id = s.cluster_id AND r.rank <= 5) AS medoids,
        ARRAY(SELECT o.cluster_id FROM clusters o
              WHERE o.run_id = c.run_id AND o.cluster_id <> c.cluster_id
              ORDER BY o.centroid <-> c.centroid, o.cluster_id LIMIT 3) AS neighbours,
-       l.run_id, l.model_version
-FROM latest l
-JOIN clusters c USING (run_id)
+       s.run_id, s.model_version
+FROM cluster_summary s
+JOIN clusters c USING (run_id, cluster_id)
 LEFT JOIN LATERAL (
     SELECT CASE q.key WHEN 'Q1' THEN 'exuberant' WHEN 'Q2' THEN 'tense'
                       WHEN 'Q3' THEN 'sad' WHEN 'Q4' THEN 'calm' END AS name
-    FROM jsonb_each_text(c.top_quadrants) AS q
+    FROM jsonb_each_text(s.top_quadrants) AS q
     ORDER BY q.value::integer DESC, q.key LIMIT 1
 ) mood ON true
-ORDER BY c.cluster_id;
+ORDER BY s.cluster_id;
