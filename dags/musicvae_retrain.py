@@ -4,7 +4,7 @@ from airflow.sdk import Param, dag, task
 
 from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, cron, fail_fast, settings
 from musicvae.queues import TRAINING_POOL, TRAINING_QUEUE
-from musicvae.retrain_form import RETRAIN_FORM
+from musicvae.retrain_form import trigger_form
 
 
 @dag(
@@ -13,8 +13,9 @@ from musicvae.retrain_form import RETRAIN_FORM
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["musicvae", "training"],
-    # The trigger form: one Param per entry, with its JSON Schema (musicvae/retrain_form.py).
-    params={name: Param(**spec) for name, spec in RETRAIN_FORM.items()},
+    # The trigger form: one Param per entry, with its JSON Schema (musicvae/retrain_form.py), and
+    # a notice when the latest batch drifted from the champion's training data.
+    params={name: Param(**spec) for name, spec in trigger_form().items()},
 )
 def musicvae_retrain():
     @task

@@ -71,6 +71,10 @@ class AirflowClient:
     def pool(self, name: str) -> dict:
         return self._call("GET", f"/pools/{name}")
 
+    def dag_params(self, dag_id: str) -> dict:
+        """The DAG's Params as the trigger form gets them (its latest parse)."""
+        return self._call("GET", f"/dags/{dag_id}/details")["params"] or {}
+
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 

@@ -2,7 +2,8 @@
 
 Between weekly retrains, tracks that pass validation are embedded with the champion and
 assigned to the closest centroid of the latest recluster run, so the catalogue never waits.
-The next recluster run re-derives every assignment.
+The next recluster run re-derives every assignment. How far from the centres they land tells
+whether the new data is like the champion's (the out-of-distribution share in drift_runs).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, registry
+from musicvae import data_drift, db, registry, thresholds
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
 from musicvae.recluster import write_assignments, write_embeddings
@@ -30,6 +31,7 @@ class AssignResult:
     run_id: str | None = None
     model_version: int | None = None
     reason: str = ""
+    ood_share: dict[str, float] | None = None  # per validation run the tracks came from
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +47,7 @@ def nearest(embeddings: np.ndarray, centroids: dict[int, np.ndarray]) -> tuple[n
 
 
 def assign_new_tracks(settings: Settings) -> AssignResult:
+    limits = thresholds.load()
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
@@ -89,10 +92,11 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
             ),
             {"r": run_id},
         )
+        ood = data_drift.record_ood(conn, run_id, track_ids, distances, limits)
     log.info(
         "assigned %d new tracks to the clusters of run %s (model version %d)",
         len(tracks),
         run_id,
         champion.version,
     )
-    return AssignResult(len(tracks), run_id, champion.version, "assigned")
+    return AssignResult(len(tracks), run_id, champion.version, "assigned", ood)

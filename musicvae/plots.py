@@ -407,3 +407,28 @@ def cluster_map(
     ax.legend(loc="best", fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def drift_trend(
+    runs: Sequence[str],  # a label per run
+    psi: dict[str, Sequence[float | None]],
+    ood_share: Sequence[float | None],
+    limits: tuple[float, float],
+    path: Path,
+) -> Path:
+    """Feature drift over validation runs (oldest first): each feature's PSI against the
+    champion's training data above, the share of tracks out of distribution below, each with
+    its limit (`limits`: max PSI, max OOD share) as a dashed line."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=SIZE, sharex=True)
+    x = np.arange(len(runs))
+    for name, values in psi.items():
+        top.plot(x, [np.nan if v is None else v for v in values], marker="o", label=name)
+    shares = [np.nan if v is None else v for v in ood_share]
+    bottom.bar(x, shares, color=["#d62728" if s > limits[1] else "#1f77b4" for s in shares])
+    for ax, limit, label in ((top, limits[0], "PSI"), (bottom, limits[1], "out of distribution")):
+        ax.axhline(limit, color="black", linestyle="--", linewidth=1)
+        ax.set_ylabel(label)
+    top.set_title("New data against the champion's training data, per validation run")
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    bottom.set_xticks(x, runs, rotation=30, ha="right", fontsize=7)
+    return _save(fig, path)

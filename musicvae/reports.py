@@ -32,18 +32,22 @@ class QualityRun:
     report_key: str
     status: str
     docs_key: str | None
+    drifted_features: list[str] | None = None  # None: not compared (no champion yet)
+    ood_share: float | None = None
 
 
 _RUNS = (
-    "SELECT run_id, started_at, tracks_checked, tracks_valid, tracks_quarantined, report_key, "
-    "status, docs_key FROM data_quality_runs WHERE report_key IS NOT NULL"
+    "SELECT q.run_id, q.started_at, q.tracks_checked, q.tracks_valid, q.tracks_quarantined, "
+    "q.report_key, q.status, q.docs_key, d.drifted_features, d.ood_share "
+    "FROM data_quality_runs q LEFT JOIN drift_runs d USING (run_id) "
+    "WHERE q.report_key IS NOT NULL"
 )
 
 
 def quality_runs(settings: Settings, limit: int = 50) -> list[QualityRun]:
     with db.engine(settings.database_url).connect() as conn:
         rows = conn.execute(
-            sa.text(f"{_RUNS} ORDER BY started_at DESC, run_id DESC LIMIT :n"), {"n": limit}
+            sa.text(f"{_RUNS} ORDER BY q.started_at DESC, q.run_id DESC LIMIT :n"), {"n": limit}
         ).all()
     return [QualityRun(*r) for r in rows]
 
@@ -56,7 +60,7 @@ def quality_run(settings: Settings, run_id: str | None = None) -> QualityRun:
         with db.engine(settings.database_url).connect() as conn:
             runs = [
                 QualityRun(*r)
-                for r in conn.execute(sa.text(f"{_RUNS} AND run_id = :r"), {"r": run_id})
+                for r in conn.execute(sa.text(f"{_RUNS} AND q.run_id = :r"), {"r": run_id})
             ]
     if not runs:
         raise ReportNotFoundError(
@@ -96,20 +100,67 @@ def docs_file(settings: Settings, run_id: str, path: str) -> tuple[bytes, str]:
     return data, mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
 
 
+def _drift_cells(run: QualityRun) -> str:
+    if run.drifted_features is None:
+        return "<td></td><td></td>"
+    features = html.escape(", ".join(run.drifted_features)) or "none"
+    share = "not yet embedded" if run.ood_share is None else f"{run.ood_share:.0%}"
+    return f"<td>{features}</td><td>{share}</td>"
+
+
 def index_html(settings: Settings) -> str:
+    runs = quality_runs(settings)
     rows = "".join(
         f"<tr><td><a href='runs/{quote(r.run_id, safe='')}/'>{html.escape(r.run_id)}</a></td>"
         f"<td>{r.status}</td><td>{r.started_at:%Y-%m-%d %H:%M}</td><td>{r.tracks_checked}</td>"
-        f"<td>{r.tracks_valid}</td><td>{r.tracks_quarantined}</td></tr>"
-        for r in quality_runs(settings)
+        f"<td>{r.tracks_valid}</td><td>{r.tracks_quarantined}</td>{_drift_cells(r)}</tr>"
+        for r in runs
+    )
+    trend = (
+        "<h2>Drift against the champion's training data</h2><img src='drift.png' "
+        "style='max-width:100%' alt='drift trend'>"
+        if any(r.drifted_features is not None for r in runs)
+        else ""
     )
     return (
         "<!doctype html><meta charset=utf-8><title>Data quality</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px}</style>"
         "<h1>Data-quality runs</h1><p><a href='latest'>Latest report</a></p>"
         "<table><tr><th>run</th><th>status</th><th>started</th><th>checked</th><th>valid</th>"
-        f"<th>quarantined</th></tr>{rows}</table>"
+        "<th>quarantined</th><th>drifted features</th><th>out of distribution</th></tr>"
+        f"{rows}</table>{trend}"
     )
+
+
+def drift_png(settings: Settings, limit: int = 30) -> bytes:
+    """The drift trend of the last `limit` compared validation runs, as a PNG."""
+    import tempfile
+    from pathlib import Path
+
+    from musicvae import plots, thresholds
+
+    with db.engine(settings.database_url).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT run_id, checked_at, features, ood_share FROM (SELECT * FROM drift_runs "
+                "ORDER BY checked_at DESC, run_id DESC LIMIT :n) d ORDER BY checked_at, run_id"
+            ),
+            {"n": limit},
+        ).all()
+    if not rows:
+        raise ReportNotFoundError("no validation run has been compared with a champion yet")
+    names = sorted({name for r in rows for name in r.features})
+    psi = {n: [r.features[n]["psi"] if n in r.features else None for r in rows] for n in names}
+    limits = thresholds.load()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plots.drift_trend(
+            [f"{r.checked_at:%Y-%m-%d %H:%M}" for r in rows],
+            psi,
+            [r.ood_share for r in rows],
+            (limits.max_psi, limits.max_ood_share),
+            Path(tmp) / "drift.png",
+        )
+        return path.read_bytes()
 
 
 EVALUATION_FILE = re.compile(r"^[a-z_]+\.(png|txt|json)$")

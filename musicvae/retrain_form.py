@@ -7,7 +7,12 @@ Light on purpose (no numpy, no torch): the DAG processor imports it when it pars
 
 from __future__ import annotations
 
+import logging
+import os
+
 from musicvae.errors import ConfigurationError
+
+log = logging.getLogger("musicvae.retrain_form")
 
 RETRAIN_FORM: dict[str, dict] = {
     "audio_frontend": {
@@ -108,3 +113,61 @@ def resolve(values: dict) -> dict:
     if problems:
         raise ConfigurationError("invalid retrain parameters: " + "; ".join(problems))
     return resolved
+
+
+# The newest validation run that drifted from the current champion's training data. Once a model
+# trained on that data is promoted, the drift is against an older version and the notice goes.
+_LATEST_DRIFT = """
+SELECT d.run_id, d.checked_at, d.drifted_features, d.ood_share, d.model_version
+FROM drift_runs d JOIN model_aliases a ON a.alias = 'champion' AND a.version = d.model_version
+WHERE d.drifted ORDER BY d.checked_at DESC, d.run_id DESC LIMIT 1
+"""
+
+
+def drift_notice(database_url: str | None) -> dict[str, dict]:
+    """A form entry that says the new data drifted from what the champion learnt, or {}.
+
+    Read each time the DAG processor parses the DAG file, so the form a user opens says it. The
+    catalogue being out of reach must not break parsing: the notice is then left out.
+    """
+    if not database_url:
+        return {}
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        database_url, connect_args={"connect_timeout": 3, "options": "-c statement_timeout=3000"}
+    )
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(_LATEST_DRIFT)).first()
+    except sa.exc.SQLAlchemyError as e:
+        log.info("retrain form without a drift notice: the catalogue is out of reach (%s)", e)
+        return {}
+    finally:
+        engine.dispose()
+    if row is None:
+        return {}
+    found = [f"{', '.join(row.drifted_features)} moved"] if row.drifted_features else []
+    if row.ood_share is not None:
+        found.append(f"{row.ood_share:.0%} of its tracks are out of distribution")
+    text = (
+        f"Validation run {row.run_id} ({row.checked_at:%Y-%m-%d %H:%M %Z}) drifted from the "
+        f"training data of the champion, model version {row.model_version}: "
+        f"{'; '.join(found)}. A retrain now learns from that data."
+    )
+    return {
+        "data_drift": {
+            "default": text,
+            "type": "string",
+            "enum": [text],
+            "title": "Data drift since the champion was trained",
+            "description": "Nothing to set here: what merge_validate and catalogue_assign found "
+            "(the drift_runs table; the trend on the Data quality page).",
+        }
+    }
+
+
+def trigger_form() -> dict[str, dict]:
+    """The DAG's Params: a drift notice when there is one (first, so it is seen), then the
+    retrain's parameters."""
+    return drift_notice(os.environ.get("MUSICVAE_DATABASE_URL")) | RETRAIN_FORM

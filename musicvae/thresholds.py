@@ -31,6 +31,12 @@ class Thresholds:
     max_valid_fraction_drop: float
     min_tracks_for_collapse: int
     subset_rows: dict[str, int]
+    max_psi: float
+    max_ks_pvalue: float
+    psi_bins: int
+    min_drift_tracks: int
+    ood_quantile: float
+    max_ood_share: float
 
 
 # (section, key in the file) for each field whose file name differs from the field name.
@@ -38,6 +44,7 @@ _KEYS = {
     "min_lyrics_words": ("lyrics", "min_words"),
     "max_lyrics_chars": ("lyrics", "max_chars"),
     "max_garbage_ratio": ("lyrics", "max_garbage_ratio"),
+    "min_drift_tracks": ("drift", "min_tracks"),
 }
 _SECTIONS = {
     "audio": (
@@ -50,6 +57,7 @@ _SECTIONS = {
     ),
     "metadata": ("required_columns", "min_genre_rate"),
     "batch": ("max_valid_fraction_drop", "min_tracks_for_collapse"),
+    "drift": ("max_psi", "max_ks_pvalue", "psi_bins", "ood_quantile", "max_ood_share"),
 }
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 import soundfile as sf
 import sqlalchemy as sa
 
-from musicvae import db, expectations
+from musicvae import data_drift, db, expectations
 from musicvae.audiofile import open_audio
 from musicvae.catalogue import QUADRANTS
 from musicvae.config import Settings
@@ -111,6 +111,7 @@ class ValidationResult:
     docs_url: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
     expectations_failed: list[str] = field(default_factory=list)
+    drifted_features: list[str] = field(default_factory=list)  # against the champion's snapshot
 
     @property
     def valid_fraction(self) -> float | None:
@@ -381,6 +382,12 @@ def run_validation(
     result.expectations_failed = [o.describe() for o in failed]
     result.failure = batch_failure(result, failed, previous, limits)
     result.status = "failed" if result.failure else "passed"
+    drift = None
+    if not result.failure:  # a failed batch joins nothing, so it cannot drift anything
+        with eng.connect() as conn:
+            valid = [c.profile for c in checks if c.valid]
+            drift = data_drift.check_batch(conn, store, valid, limits)
+        result.drifted_features = drift.drifted_features if drift else []
     result.report_key = f"{prefix}/index.html"
     result.report_url, result.docs_url = store.url(result.report_key), store.url(result.docs_key)
     store.put_json(
@@ -388,10 +395,10 @@ def run_validation(
     )
     store.put_bytes(
         result.report_key,
-        render_report(result, checks, outcomes).encode(),
+        render_report(result, checks, outcomes, drift).encode(),
         "text/html; charset=utf-8",
     )
-    _write(eng, result, checks, outcomes)
+    _write(eng, result, checks, outcomes, drift)
     log.info(
         "validate %s: %s; %d checked (%d profiled, the rest reused), %d valid, %d quarantined; "
         "report %s; Data Docs %s",
@@ -406,6 +413,14 @@ def run_validation(
     )
     for line in result.expectations_failed:
         log.warning("expectation failed: %s", line)
+    if result.drifted_features:
+        log.warning(
+            "data drift: %s of the batch moved away from the training data of model version %d "
+            "(report %s)",
+            ", ".join(result.drifted_features),
+            drift.model_version,
+            result.report_url,
+        )
     if result.failure:
         raise BatchValidationError(
             f"validation run {run_id} failed as a batch: {result.failure}. No track changed "
@@ -497,7 +512,13 @@ def _safe(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
 
 
-def _write(eng: sa.Engine, result: ValidationResult, checks: list[TrackCheck], outcomes) -> None:
+def _write(
+    eng: sa.Engine,
+    result: ValidationResult,
+    checks: list[TrackCheck],
+    outcomes,
+    drift: data_drift.DriftCheck | None,
+) -> None:
     with eng.begin() as conn:
         conn.execute(
             sa.text(
@@ -575,6 +596,8 @@ def _write(eng: sa.Engine, result: ValidationResult, checks: list[TrackCheck], o
             ),
             [{"p": json.dumps(c.profile), "r": result.run_id, "t": c.track_id} for c in checks],
         )
+        if drift is not None:
+            data_drift.write_check(conn, result.run_id, drift)
         if result.failure:
             return  # a failed batch decides nothing about its tracks: they stay 'new'
         # Only tracks still 'new' change: an ingest that re-opened a track meanwhile wins.
@@ -595,7 +618,41 @@ def _write(eng: sa.Engine, result: ValidationResult, checks: list[TrackCheck], o
         )
 
 
-def render_report(result: ValidationResult, checks: list[TrackCheck], outcomes) -> str:
+def render_drift(drift: data_drift.DriftCheck | None) -> str:
+    if drift is None:
+        return "<p>No champion model yet: nothing to compare this batch with.</p>"
+    rows = "".join(
+        f"<tr class={'bad' if s.drifted else 'ok'}><td>{name}</td><td>{s.psi:.3f}</td>"
+        f"<td>{s.ks:.3f}</td><td>{s.p_value:.2g}</td><td>{s.n_batch}</td><td>{s.n_reference}</td>"
+        f"<td>{'DRIFTED' if s.drifted else ''}</td></tr>"
+        for name, s in drift.features.items()
+    )
+    against = (
+        f"the training snapshot {html.escape(drift.snapshot_id)} of the champion, model version "
+        f"{drift.model_version} ({drift.reference_tracks} tracks)"
+    )
+    verdict = (
+        f"<p class=bad><b>Data drift:</b> {html.escape(', '.join(drift.drifted_features))} of "
+        f"this batch moved away from {against}. A model trained before this batch has not seen "
+        "data like it; retrain to learn from it.</p>"
+        if drift.drifted_features
+        else f"<p>No feature moved away from {against}.</p>"
+    )
+    return (
+        f"{verdict}<p>Limits in musicvae/data_quality.toml [drift]. The share of these tracks "
+        "out of distribution (far from every cluster centre) is added to the drift_runs row once "
+        "catalogue_assign has embedded them; the <a href='../../'>run list</a> shows it.</p>"
+        "<table><tr><th>feature</th><th>PSI</th><th>KS</th><th>p</th><th>batch</th>"
+        f"<th>snapshot</th><th></th></tr>{rows}</table>"
+    )
+
+
+def render_report(
+    result: ValidationResult,
+    checks: list[TrackCheck],
+    outcomes,
+    drift: data_drift.DriftCheck | None = None,
+) -> str:
     rows = "".join(
         f"<tr class={'ok' if c.valid else 'bad'}><td>{html.escape(c.track_id)}</td>"
         f"<td>{'valid' if c.valid else 'quarantined'}</td>"
@@ -623,6 +680,7 @@ def render_report(result: ValidationResult, checks: list[TrackCheck], outcomes) 
 <p><a href="docs/index.html">Great Expectations Data Docs</a></p>
 <p>{result.tracks_checked} tracks checked: {result.tracks_valid} valid,
 {result.tracks_quarantined} quarantined.</p><ul>{reasons}</ul>
+<h2>Against the training data</h2>{render_drift(drift) if not result.failure else ""}
 <h2>Expectations</h2><table><tr><th>suite</th><th>expectation</th><th>column</th>
 <th>severity</th><th>result</th><th>unexpected</th></tr>{expected}</table>
 <h2>Tracks</h2><table><tr><th>track</th><th>status</th><th>issues</th></tr>{rows}</table>"""

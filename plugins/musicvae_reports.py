@@ -37,6 +37,13 @@ async def data_quality_index():
     return await _render(index_html)
 
 
+@app.get("/data-quality/drift.png")
+async def drift_trend():
+    from musicvae.reports import drift_png
+
+    return await _png(drift_png)
+
+
 # A report links to its Data Docs as "docs/index.html"; each route says where, relative to
 # itself, the run's folder is (runs/<id>/), so the link works from every route.
 @app.get("/data-quality/latest", response_class=HTMLResponse)

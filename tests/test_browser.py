@@ -209,6 +209,7 @@ def test_a_cluster_card_plays_the_audio_of_a_track_near_its_centre(ui, page, tri
     page.wait_for_url("**/clusters**")
     clusters = page.frame_locator("iframe").first
     expect(clusters.get_by_text("browser-recluster").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _shot(page, "06-clusters")
     clusters.get_by_role("link", name="0", exact=True).click()
     expect(clusters.get_by_text("Nearest its centre")).to_be_visible(timeout=UI_TIMEOUT_MS)
     audio = clusters.locator("audio").first
@@ -221,3 +222,51 @@ def test_a_cluster_card_plays_the_audio_of_a_track_near_its_centre(ui, page, tri
     expect(map_image).to_have_js_property("complete", True, timeout=UI_TIMEOUT_MS)
     assert map_image.evaluate("img => img.naturalWidth") > 0
     _shot(page, "06-cluster-card")
+
+
+def test_a_batch_that_drifted_shows_in_data_quality_and_in_the_retrain_form(
+    ui, page, triggered_run
+):
+    """New tracks unlike the champion's training data arrive: validation flags them, assign
+    finds them far from every cluster, the Data quality page draws it, and the trigger form
+    of the next retrain says so."""
+    from playwright.sync_api import expect
+
+    from .driftbatch import SHIFTED, add_batch
+
+    stack, client, _ = ui
+    add_batch(Path(stack.landing) / "MERGE_Bimodal_Balanced", TRACKS, 3, 10, 7001, shifted=True)
+    client.unpause("catalogue_assign")
+    since = utcnow()
+    ingest = client.trigger("merge_ingest")
+    client.wait("merge_ingest", ingest, timeout=300)
+    [(_, validate)] = client.triggered_runs("merge_ingest", since, ingest)
+    client.wait("merge_validate", validate, timeout=300)
+    [(_, assign)] = client.triggered_runs("merge_validate", since, validate)
+    client.wait("catalogue_assign", assign, timeout=600)
+    [row] = _query(stack, "SELECT * FROM drift_runs WHERE run_id = :r", r=validate)
+    assert set(row.drifted_features) == SHIFTED and row.ood_share is not None and row.drifted
+
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Data quality").click()
+    report = page.frame_locator("iframe").first
+    expect(report.get_by_text("Data drift:")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _shot(page, "07-data-quality-drift")
+    page.goto(f"{stack.api_url}/musicvae/data-quality/")
+    expect(page.get_by_text(f"{row.ood_share:.0%}").first).to_be_visible()
+    trend = page.locator("img[alt='drift trend']")
+    expect(trend).to_have_js_property("complete", True, timeout=UI_TIMEOUT_MS)
+    assert trend.evaluate("img => img.naturalWidth") > 0
+    _shot(page, "08-drift-trend")
+
+    # The DAG processor parses the DAG file again within its interval; the form then has it.
+    deadline = time.monotonic() + 180
+    while "data_drift" not in client.dag_params("musicvae_retrain"):
+        assert time.monotonic() < deadline, "the retrain form never showed the drift notice"
+        time.sleep(5)
+    page.goto(f"{stack.api_url}/dags/musicvae_retrain")
+    page.get_by_test_id("trigger-dag-button").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Data drift since the champion was trained")).to_be_visible()
+    expect(form.get_by_text(validate).first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "09-retrain-form-drift.png")  # the dialog as a user sees it

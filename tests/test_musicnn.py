@@ -124,6 +124,19 @@ def test_converted_weights_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path, m
     assert musicnn.state_dict("MSD_musicnn")["dense.weight"].shape == (200, 1506)
 
 
+def test_threads_that_find_no_cache_all_convert_and_leave_one_whole_file(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("MUSICVAE_CACHE_DIR", str(tmp_path))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        weights = list(pool.map(lambda _: musicnn.state_dict("MSD_musicnn"), range(4)))
+    assert all(torch.equal(w["dense.weight"], weights[0]["dense.weight"]) for w in weights)
+    assert sorted(p.suffix for p in (tmp_path / "frontends").iterdir()) == [".pt", ".sha256"]
+    assert torch.equal(
+        musicnn.state_dict("MSD_musicnn")["dense.weight"], weights[0]["dense.weight"]
+    )
+
+
 def test_weights_of_another_release_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICVAE_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(musicnn.CHECKPOINTS, "MSD_musicnn", ("0" * 64, "1" * 64))
