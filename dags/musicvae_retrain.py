@@ -1,7 +1,9 @@
-"""Retrains the hybrid beta-VAE on a snapshot of the valid catalogue; promotes it if not worse."""
+"""Retrains the hybrid beta-VAE on a snapshot of the valid catalogue; promotes it if not worse
+and, when the run asks for it, once a person has approved it in the UI."""
 
 from airflow.sdk import Param, dag, task
 
+from musicvae.approval import ChampionApproval
 from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, cron, fail_fast, settings
 from musicvae.queues import TRAINING_POOL, TRAINING_QUEUE
 from musicvae.retrain_form import trigger_form
@@ -76,21 +78,32 @@ def musicvae_retrain():
         print(f"evaluation report: /musicvae/models/{version}/ ({summary['evaluation_prefix']})")
         return version
 
-    @task(outlets=[MODEL_CHAMPION])
-    def promote(version: int, params=None) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from musicvae.promotion import decide
+    @task
+    def gate(version: int, params=None) -> dict:
+        from musicvae.promotion import judge
 
         with fail_fast():
-            decision = decide(settings(), version, params["promotion_margin"])
+            return {"version": version, **judge(settings(), version, params["promotion_margin"])}
+
+    @task(outlets=[MODEL_CHAMPION])
+    def promote(decision: dict, review: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from musicvae.promotion import record, with_review
+
+        version = decision.pop("version")
+        with fail_fast():
+            decision = record(settings(), version, with_review(decision, review))
         if not decision["promoted"]:
             # No asset event: the catalogue stays clustered with the champion.
             raise AirflowSkipException(decision["reason"])
         return decision
 
     snap = snapshot()
-    promote(evaluate(register(train(snap, features(snap)))))
+    decision = gate(evaluate(register(train(snap, features(snap)))))
+    # Waits for a person in the UI only when the run asks for it and the gate passed.
+    review = ChampionApproval(task_id="review", decision=decision)
+    promote(decision, review.output)
 
 
 musicvae_retrain()

@@ -13,6 +13,7 @@ from musicvae.errors import MusicVAEError
 log = logging.getLogger("musicvae.airflow")
 
 FINISHED = {"success", "failed"}
+TASK_FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 class AirflowError(MusicVAEError):
@@ -95,6 +96,30 @@ class AirflowClient:
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
 
+    def wait_for_task(
+        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 900
+    ) -> dict:
+        """Wait until a task reaches `state` (e.g. awaiting_input: a person's answer is due)."""
+        deadline = time.monotonic() + timeout
+        while (ti := self.task_instance(dag_id, run_id, task_id))["state"] != state:
+            if ti["state"] in TASK_FINISHED or time.monotonic() > deadline:
+                raise AirflowError(
+                    f"{dag_id}.{task_id} in run {run_id} is {ti['state']}, not {state}"
+                )
+            time.sleep(3)
+        return ti
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """A Human-in-the-loop task's request (subject, body, options) and its answer."""
+        return self._call("GET", _hitl_path(dag_id, run_id, task_id))
+
+    def respond(
+        self, dag_id: str, run_id: str, task_id: str, option: str, params_input: dict | None = None
+    ) -> dict:
+        """Answer a Human-in-the-loop task, as its Required Actions form does."""
+        body = {"chosen_options": [option], "params_input": params_input or {}}
+        return self._call("PATCH", _hitl_path(dag_id, run_id, task_id), json=body)
+
     def wait(self, dag_id: str, run_id: str, timeout: float = 1800, every: float = 3) -> dict:
         """Wait for a run to finish, logging task progress; raise if it failed."""
         started, last = time.monotonic(), None
@@ -164,6 +189,10 @@ class AirflowClient:
             if not waiting or time.monotonic() > deadline:
                 return sorted(set(created))
             time.sleep(2)
+
+
+def _hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
+    return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
 
 
 def utcnow() -> str:

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import data_drift, db, registry, thresholds
+from musicvae import data_drift, db, lineage, registry, thresholds
 from musicvae.config import Settings
-from musicvae.embedding import embed_tracks
+from musicvae.embedding import embed_tracks, embedding_inputs
 from musicvae.recluster import write_assignments, write_embeddings
 from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
@@ -74,9 +74,8 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
     if not tracks:
         return AssignResult(0, run_id, champion.version, "no new valid tracks")
 
-    embeddings = embed_tracks(
-        ObjectStore(settings), registry.load(ObjectStore(settings), champion), tracks
-    )
+    model = registry.load(ObjectStore(settings), champion)
+    embeddings = embed_tracks(ObjectStore(settings), model, tracks)
     cluster_ids, distances = nearest(embeddings, centroids)
     track_ids = [t["track_id"] for t in tracks]
     with eng.begin() as conn:
@@ -93,6 +92,13 @@ def assign_new_tracks(settings: Settings) -> AssignResult:
             {"r": run_id},
         )
         ood = data_drift.record_ood(conn, run_id, track_ids, distances, limits)
+    lineage.read(*embedding_inputs(settings, model), lineage.table(settings, "tracks"))
+    lineage.wrote(
+        *lineage.tables(
+            settings, "track_embeddings", "cluster_assignments", "clusters", "drift_runs"
+        )
+    )
+    lineage.facts(model_version=champion.version, snapshot_id=champion.snapshot_id)
     log.info(
         "assigned %d new tracks to the clusters of run %s (model version %d)",
         len(tracks),

@@ -96,9 +96,13 @@ def cmd_stage(args) -> None:
 def cmd_retrain(args) -> None:
     """snapshot -> features -> train -> register -> evaluate -> promote, in this process."""
     from musicvae.pipeline import run_retrain
-    from musicvae.retrain_form import RETRAIN_FORM
+    from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM
 
-    values = {name: getattr(args, name) for name in RETRAIN_FORM if getattr(args, name) is not None}
+    values = {
+        name: getattr(args, name)
+        for name in RETRAIN_FORM
+        if name not in AIRFLOW_ONLY and getattr(args, name) is not None
+    }
     result = run_retrain(_settings(), values, args.run_id)
     print(json.dumps(asdict(result), indent=2, default=str))
     if result.decision and result.decision["promoted"]:
@@ -196,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_retrain_parser(sub) -> None:
     """`musicvae retrain`: one option per field of the DAG's trigger form, checked the same way."""
-    from musicvae.retrain_form import RETRAIN_FORM
+    from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM
 
     q = sub.add_parser("retrain", help="train, register, evaluate and promote, without Airflow")
     q.add_argument("--run-id", default="cli-retrain")
     types = {"integer": int, "number": float, "string": str}
     for name, spec in RETRAIN_FORM.items():
+        if name in AIRFLOW_ONLY:
+            continue
         flag = "--" + name.replace("_", "-")
         if spec["type"] == "boolean":
             q.add_argument(flag, action="store_true", default=None, help=spec["description"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicvae import lineage
+from musicvae.config import Settings
 from musicvae.featurestore import ensure_features
 from musicvae.registry import LoadedModel
 from musicvae.retrain import training_data
@@ -15,3 +17,13 @@ def embed_tracks(store: ObjectStore, loaded: LoadedModel, tracks: list[dict]) ->
     audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
     ensure_features(store, audio, loaded.frontend)
     return loaded.model.embed(training_data(store, tracks, loaded.frontend, loaded.vectorizer))
+
+
+def embedding_inputs(settings: Settings, loaded: LoadedModel) -> list[lineage.Dataset]:
+    """What embedding reads, as lineage: the model's artifacts, its front end's features and the
+    raw files (lyrics are vectorized from them)."""
+    return [
+        lineage.objects(settings, loaded.version.artifact_prefix),
+        lineage.objects(settings, f"features/{loaded.frontend.key()}"),
+        lineage.objects(settings, "raw"),
+    ]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
-from musicvae import db
+from musicvae import db, lineage
 from musicvae.catalogue import Landing, Rejection, TrackEntry, scan
 from musicvae.config import Settings
 from musicvae.storage import ObjectStore, content_key, sha256_bytes
@@ -161,6 +161,12 @@ def run_ingest(settings: Settings, run_id: str, landing: str | None = None) -> I
     for r in rejections:
         log.warning("rejected %s %s: %s", r.subset, r.item, r.reason)
 
+    lineage.read(lineage.landing(location))
+    if result.changed:
+        lineage.wrote(
+            lineage.objects(settings, "raw"),
+            *lineage.tables(settings, "tracks", "ingest_runs", "ingest_rejections"),
+        )
     if result.changed or files.cache_updates:
         _write(eng, result, rows, current, files.cache_updates)
     log.info(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, evaluation, frontends, plots, registry
+from musicvae import db, evaluation, frontends, lineage, plots, registry
 from musicvae.config import Settings
 from musicvae.drift import embedding_drift
 from musicvae.embedding import embed_tracks
@@ -93,6 +93,9 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
         )
     for table in tables.values():
         log.info("model version %d:\n%s", version, table)
+    lineage.read(lineage.objects(settings, mv.artifact_prefix))
+    lineage.wrote(lineage.objects(settings, prefix), lineage.table(settings, "model_versions"))
+    lineage.facts(model_version=version, snapshot_id=mv.snapshot_id)
     return {
         "version": version,
         "evaluation_prefix": prefix,

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from musicvae import db, registry
+from musicvae import db, lineage, registry
 from musicvae.clustering import agreement, kmeans
 from musicvae.config import Settings
 from musicvae.embedding import embed_tracks
@@ -44,24 +44,58 @@ def reference_labels(tracks: list[dict]) -> tuple[str, list[str | None]]:
 
 
 def decide(settings: Settings, version: int, margin: float) -> dict:
+    """The automatic gate's decision, recorded (and the champion alias moved when it passes)."""
+    return record(settings, version, judge(settings, version, margin))
+
+
+def judge(settings: Settings, version: int, margin: float) -> dict:
+    """Whether the version passes the automatic gate; nothing is written."""
     store = ObjectStore(settings)
-    eng = db.engine(settings.database_url)
-    with eng.connect() as conn:
+    with db.engine(settings.database_url).connect() as conn:
         candidate = registry.get(conn, version)
         champion = registry.champion(conn, required=False)
+    lineage.read(*lineage.tables(settings, "model_versions", "model_aliases"))
+    lineage.facts(model_version=version, snapshot_id=candidate.snapshot_id)
     if champion is None or champion.version == version:
-        decision = {
+        return {
             "promoted": True,
             "champion_before": None,
             "margin": margin,
             "reason": "first model version: there is no champion to beat",
         }
-    else:
-        decision = _compare(store, candidate, champion, margin)
-    with eng.begin() as conn:
+    return _compare(store, candidate, champion, margin)
+
+
+def record(settings: Settings, version: int, decision: dict) -> dict:
+    with db.engine(settings.database_url).begin() as conn:
         registry.record_promotion(conn, version, decision)
+    lineage.wrote(*lineage.tables(settings, "model_versions", "model_aliases"))
+    lineage.facts(model_version=version)
     log.info("model version %d: %s", version, decision["reason"])
     return decision
+
+
+def with_review(decision: dict, review: dict) -> dict:
+    """The gate's decision after a person's review (the approval task's result): approved, it
+    stands; rejected or unanswered in time, the champion stays. No review asked: unchanged."""
+    if not review.get("asked"):
+        return decision
+    user = review.get("responded_by_user")
+    approved = review["chosen_options"] == ["Approve"]
+    approval = {
+        "approved": approved,
+        "by": user["name"] if user else None,
+        "at": review.get("responded_at"),
+        "reason": (review.get("params_input") or {}).get("reason") or None,
+    }
+    if approved:
+        reason = f"{decision['reason']}; approved by {approval['by']}"
+    elif user is None:
+        reason = f"kept the champion: no approval within {review['timeout_hours']:g} h"
+    else:
+        why = f": {approval['reason']}" if approval["reason"] else ""
+        reason = f"kept the champion: rejected by {approval['by']}{why}"
+    return {**decision, "promoted": approved, "approval": approval, "reason": reason}
 
 
 def _compare(

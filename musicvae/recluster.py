@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import bulk, db, registry
+from musicvae import bulk, db, lineage, registry
 from musicvae.churn import cluster_churn
 from musicvae.clustering import (
     Clustering,
@@ -24,7 +24,7 @@ from musicvae.clustering import (
     stable_ids,
 )
 from musicvae.config import Settings
-from musicvae.embedding import embed_tracks
+from musicvae.embedding import embed_tracks, embedding_inputs
 from musicvae.retrain import valid_tracks
 from musicvae.storage import ObjectStore
 
@@ -63,7 +63,8 @@ def run_recluster(
     with eng.connect() as conn:
         mv = registry.get(conn, model_version) if model_version else registry.champion(conn)
         tracks = valid_tracks(conn)
-    embeddings = embed_tracks(store, registry.load(store, mv), tracks)
+    model = registry.load(store, mv)
+    embeddings = embed_tracks(store, model, tracks)
     params = mv.params
     track_ids = [t["track_id"] for t in tracks]
     with eng.connect() as conn:
@@ -94,6 +95,18 @@ def run_recluster(
         after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
         changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
     _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
+    lineage.read(*embedding_inputs(settings, model), lineage.table(settings, "tracks"))
+    lineage.wrote(
+        *lineage.tables(
+            settings,
+            "cluster_runs",
+            "clusters",
+            "cluster_assignments",
+            "track_embeddings",
+            *(("cluster_run_changes",) if changes else ()),
+        )
+    )
+    lineage.facts(model_version=mv.version, snapshot_id=mv.snapshot_id)
     log.info(
         "recluster %s: %d tracks into %d clusters with model version %d; %s",
         run_id,

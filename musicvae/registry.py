@@ -5,44 +5,15 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import subprocess
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import sqlalchemy as sa
 
-from musicvae import __version__, frontends
+from musicvae import frontends
+from musicvae.code_version import code_version
 from musicvae.errors import ModelNotFoundError
 from musicvae.features import LyricsVectorizer
 from musicvae.storage import ObjectStore
-
-
-@cache
-def code_version() -> str:
-    """The git commit this code came from (MUSICVAE_CODE_VERSION in images built without .git)."""
-    import os
-
-    if os.environ.get("MUSICVAE_CODE_VERSION"):
-        return os.environ["MUSICVAE_CODE_VERSION"]
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.CalledProcessError):
-        return f"musicvae-{__version__}"
 
 
 @dataclass

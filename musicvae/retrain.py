@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db, frontends, registry
+from musicvae import db, frontends, lineage, registry
 from musicvae.clustering import agreement, kmeans
 from musicvae.config import Settings
 from musicvae.errors import PermanentError
@@ -117,13 +117,20 @@ def take_snapshot(settings: Settings) -> dict:
         )
     identity = [(t["track_id"], t["audio_sha256"], t["lyrics_sha256"]) for t in tracks]
     snapshot_id = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    ObjectStore(settings).put_json(f"snapshots/{snapshot_id}.json", {"tracks": tracks})
+    ObjectStore(settings).put_json(snapshot_key(snapshot_id), {"tracks": tracks})
     log.info("snapshot %s: %d valid tracks", snapshot_id, len(tracks))
+    lineage.read(lineage.table(settings, "tracks"))
+    lineage.wrote(lineage.objects(settings, snapshot_key(snapshot_id)))
+    lineage.facts(snapshot_id=snapshot_id)
     return {"snapshot_id": snapshot_id, "n_tracks": len(tracks)}
 
 
+def snapshot_key(snapshot_id: str) -> str:
+    return f"snapshots/{snapshot_id}.json"
+
+
 def load_snapshot(store: ObjectStore, snapshot_id: str) -> list[dict]:
-    return store.get_json(f"snapshots/{snapshot_id}.json")["tracks"]
+    return store.get_json(snapshot_key(snapshot_id))["tracks"]
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -135,7 +142,13 @@ def prepare_features(
     store = ObjectStore(settings)
     tracks = load_snapshot(store, snapshot_id)
     audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
-    computed = ensure_features(store, audio, frontends.frontend(audio_frontend))
+    frontend = frontends.frontend(audio_frontend)
+    computed = ensure_features(store, audio, frontend)
+    lineage.read(
+        lineage.objects(settings, snapshot_key(snapshot_id)), lineage.objects(settings, "raw")
+    )
+    lineage.wrote(lineage.objects(settings, f"features/{frontend.key()}"))
+    lineage.facts(snapshot_id=snapshot_id)
     log.info(
         "%s features for snapshot %s: %d computed, %d cached",
         audio_frontend,
@@ -228,6 +241,13 @@ def train(settings: Settings, snapshot_id: str, params: RetrainParams) -> dict |
     )
     store.remove(f"{prefix}/checkpoint.pt")
     log.info("trained on %d tracks: %s", len(tracks), metrics)
+    lineage.read(
+        lineage.objects(settings, snapshot_key(snapshot_id)),
+        lineage.objects(settings, f"features/{frontend.key()}"),
+        lineage.objects(settings, "raw"),
+    )
+    lineage.wrote(lineage.objects(settings, prefix))
+    lineage.facts(snapshot_id=snapshot_id)
     return {
         "snapshot_id": snapshot_id,
         "n_tracks": len(tracks),
@@ -284,4 +304,7 @@ def register(settings: Settings, candidate: dict, dag_run_id: str) -> int:
             dag_run_id=dag_run_id,
         )
     log.info("registered model version %d (%s)", version, candidate["artifact_prefix"])
+    lineage.read(lineage.objects(settings, candidate["artifact_prefix"]))
+    lineage.wrote(lineage.table(settings, "model_versions"))
+    lineage.facts(model_version=version, snapshot_id=candidate["snapshot_id"])
     return version

@@ -14,6 +14,15 @@ from musicvae.errors import ConfigurationError
 
 log = logging.getLogger("musicvae.retrain_form")
 
+
+def _hours_from_env(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a number of hours") from None
+
+
 RETRAIN_FORM: dict[str, dict] = {
     "audio_frontend": {
         "default": "musicnn",
@@ -80,6 +89,21 @@ RETRAIN_FORM: dict[str, dict] = {
         "description": "Snapshot the valid tracks, check the parameters and compute features, "
         "but train nothing.",
     },
+    "require_approval": {
+        "default": os.environ.get("MUSICVAE_REQUIRE_APPROVAL", "").lower() in ("1", "true", "yes"),
+        "type": "boolean",
+        "description": "A person approves the new version in the Airflow UI (Browse → Required "
+        "Actions) before it becomes champion, after it passes the automatic gate. Default from "
+        "MUSICVAE_REQUIRE_APPROVAL.",
+    },
+    "approval_timeout_hours": {
+        "default": _hours_from_env("MUSICVAE_APPROVAL_TIMEOUT_HOURS", 72.0),
+        "type": "number",
+        "exclusiveMinimum": 0.0,
+        "maximum": 720.0,
+        "description": "How long an approval request waits; no answer by then counts as a "
+        "rejection. Default from MUSICVAE_APPROVAL_TIMEOUT_HOURS.",
+    },
     "vocab_size": {
         "default": 512,
         "type": "integer",
@@ -88,6 +112,11 @@ RETRAIN_FORM: dict[str, dict] = {
         "description": "Lyrics TF-IDF vocabulary size.",
     },
 }
+
+
+# Fields only an Airflow run has: a person at a terminal running `musicvae retrain` is the
+# approver, so the command line offers neither.
+AIRFLOW_ONLY = ("require_approval", "approval_timeout_hours")
 
 
 def resolve(values: dict) -> dict:

@@ -51,11 +51,26 @@ PORT_NAMES = (
     "s3_admin",
     "api",
     "logs",
+    "trigger_logs",
     "redis",
 )
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
-AIRFLOW_PROCESSES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+# The triggerer runs deferred tasks (deferrable operators and sensors), as the compose
+# deployment does.
+AIRFLOW_PROCESSES = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
 REDIS_SERVER = "redis-server"
+# OpenLineage events from every task: musicvae's extractor reports what each task read and
+# wrote (musicvae/lineage.py); the source-code facet would only repeat the DAG files.
+LINEAGE_SETTINGS = {
+    "AIRFLOW__OPENLINEAGE__NAMESPACE": "musicvae",
+    "AIRFLOW__OPENLINEAGE__EXTRACTORS": "musicvae.lineage_extractor.TaskFlowExtractor",
+    "AIRFLOW__OPENLINEAGE__DISABLE_SOURCE_CODE": "true",
+}
 
 
 def _port_free(port: int) -> bool:
@@ -257,6 +272,7 @@ class Stack:
             ("airflow-api-server", "api"),
             ("airflow-scheduler", None),
             ("airflow-dag-processor", None),
+            ("airflow-triggerer", None),
             *((("redis", "redis"), ("airflow-celery-worker", None)) if self._celery else ()),
         ):
             out[name] = self._describe(self._running(name), port)
@@ -296,7 +312,7 @@ class Stack:
             return (self.root / "pg" / "data" / "postmaster.pid").exists()
         if name.startswith("s3"):
             return self._running("s3")
-        if name in ("api", "logs"):
+        if name in ("api", "logs", "trigger_logs"):
             return any(self._running(p) for p in (*AIRFLOW_PROCESSES, "airflow-celery-worker"))
         if name == "redis":
             return self._running("redis")
@@ -464,6 +480,7 @@ class Stack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": self.state.secrets["jwt_secret"],
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.state.ports["logs"]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.state.ports["trigger_logs"]),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "10",
@@ -472,7 +489,11 @@ class Stack:
             "AIRFLOW__CORE__DAG_DISCOVERY_SAFE_MODE": "False",
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
+            **LINEAGE_SETTINGS,
         }
+        # Lineage goes to a file per event under .stack/lineage/, unless the user's environment
+        # names another transport (AIRFLOW__OPENLINEAGE__TRANSPORT, e.g. HTTP to Marquez).
+        env.setdefault("AIRFLOW__OPENLINEAGE__TRANSPORT", self.lineage_transport())
         if self.executor == "celery":
             env |= {
                 "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
@@ -482,6 +503,15 @@ class Stack:
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
             }
         return env
+
+    @property
+    def lineage_dir(self) -> Path:
+        return self.root / "lineage"
+
+    def lineage_transport(self) -> str:
+        self.lineage_dir.mkdir(parents=True, exist_ok=True)
+        path = str(self.lineage_dir / "events")
+        return json.dumps({"type": "file", "log_file_path": path, "append": False})
 
     def _start_airflow(self) -> None:
         home = self.root / "airflow"

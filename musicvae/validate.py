@@ -28,7 +28,7 @@ import pandas as pd
 import soundfile as sf
 import sqlalchemy as sa
 
-from musicvae import data_drift, db, expectations
+from musicvae import data_drift, db, expectations, lineage
 from musicvae.audiofile import open_audio
 from musicvae.catalogue import QUADRANTS
 from musicvae.config import Settings
@@ -399,6 +399,28 @@ def run_validation(
         "text/html; charset=utf-8",
     )
     _write(eng, result, checks, outcomes, drift)
+    lineage.read(lineage.objects(settings, "raw"), lineage.table(settings, "tracks"))
+    lineage.wrote(
+        *lineage.tables(
+            settings,
+            "tracks",
+            "track_profiles",
+            "track_issues",
+            "data_quality_runs",
+            "expectation_results",
+            *(("drift_runs",) if drift else ()),
+        ),
+        lineage.objects(settings, prefix),
+    )
+    lineage.facts(
+        data_quality={
+            "run_id": run_id,
+            "status": result.status,
+            "tracks_checked": result.tracks_checked,
+            "tracks_valid": result.tracks_valid,
+            "valid_fraction": result.valid_fraction,
+        }
+    )
     log.info(
         "validate %s: %s; %d checked (%d profiled, the rest reused), %d valid, %d quarantined; "
         "report %s; Data Docs %s",

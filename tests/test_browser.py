@@ -224,6 +224,29 @@ def test_a_cluster_card_plays_the_audio_of_a_track_near_its_centre(ui, page, tri
     _shot(page, "06-cluster-card")
 
 
+def test_a_reviewer_approves_a_new_version_from_the_required_actions_tab(ui, page, triggered_run):
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect
+
+    stack, client, _ = ui
+    conf = {**FORM_VALUES, "seed": 9, "require_approval": True, "promotion_margin": 1.0}
+    run_id = client.trigger("musicvae_retrain", conf)
+    client.wait_for_task("musicvae_retrain", run_id, "review", "awaiting_input")
+    page.goto(
+        f"{stack.api_url}/dags/musicvae_retrain/runs/{quote(run_id, safe='')}"
+        "/tasks/review/required_actions"
+    )
+    expect(page.get_by_text("to champion?").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _shot(page, "10-required-action")
+    page.get_by_role("button", name="Approve").click()
+    client.wait("musicvae_retrain", run_id, timeout=600)
+    [(promotion,)] = _query(
+        stack, "SELECT promotion FROM model_versions WHERE dag_run_id = :r", r=run_id
+    )
+    assert promotion["promoted"] and promotion["approval"]["by"] == AIRFLOW_USER
+
+
 def test_a_batch_that_drifted_shows_in_data_quality_and_in_the_retrain_form(
     ui, page, triggered_run
 ):
@@ -232,9 +255,14 @@ def test_a_batch_that_drifted_shows_in_data_quality_and_in_the_retrain_form(
     of the next retrain says so."""
     from playwright.sync_api import expect
 
+    from musicvae.recluster import run_recluster
+
     from .driftbatch import SHIFTED, add_batch
 
     stack, client, _ = ui
+    # Assign places new tracks among the champion's clusters: the one just approved has none
+    # yet here (catalogue_recluster stays paused in this stack).
+    run_recluster(stack.settings(), "browser-recluster-champion")
     add_batch(Path(stack.landing) / "MERGE_Bimodal_Balanced", TRACKS, 3, 10, 7001, shifted=True)
     client.unpause("catalogue_assign")
     since = utcnow()

@@ -5,12 +5,12 @@ import pytest
 from musicvae.cli import build_parser
 from musicvae.errors import ConfigurationError
 from musicvae.retrain import RetrainParams
-from musicvae.retrain_form import RETRAIN_FORM, resolve
+from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM, resolve
 
 
 def test_the_form_defaults_are_the_training_defaults():
     assert RetrainParams.from_dict(resolve({})) == RetrainParams()
-    assert set(RETRAIN_FORM) - {"promotion_margin", "dry_run"} == set(
+    assert set(RETRAIN_FORM) - {"promotion_margin", "dry_run", *AIRFLOW_ONLY} == set(
         RetrainParams.__dataclass_fields__
     )
 
@@ -40,6 +40,33 @@ def test_the_command_line_offers_every_form_field():
     args = build_parser().parse_args(
         ["retrain", "--epochs", "3", "--audio-frontend", "mel", "--dry-run", "--beta", "0.5"]
     )
-    given = {name: getattr(args, name) for name in RETRAIN_FORM if getattr(args, name) is not None}
+    offered = set(RETRAIN_FORM) - set(AIRFLOW_ONLY)
+    given = {name: getattr(args, name) for name in offered if getattr(args, name) is not None}
     assert given == {"epochs": 3, "audio_frontend": "mel", "dry_run": True, "beta": 0.5}
     assert resolve(given)["latent_dim"] == RETRAIN_FORM["latent_dim"]["default"]
+    # Approval is a person in the Airflow UI; at the terminal, that person is the one typing.
+    for name in AIRFLOW_ONLY:
+        assert not hasattr(args, name)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["retrain", "--require-approval"])
+
+
+def test_approval_defaults_come_from_the_deployment_environment(monkeypatch):
+    import importlib
+
+    import musicvae.retrain_form as form
+
+    try:
+        monkeypatch.setenv("MUSICVAE_REQUIRE_APPROVAL", "true")
+        monkeypatch.setenv("MUSICVAE_APPROVAL_TIMEOUT_HOURS", "0.5")
+        importlib.reload(form)
+        assert form.resolve({})["require_approval"] is True
+        assert form.resolve({})["approval_timeout_hours"] == 0.5
+        monkeypatch.setenv("MUSICVAE_APPROVAL_TIMEOUT_HOURS", "soon")
+        with pytest.raises(ConfigurationError, match="MUSICVAE_APPROVAL_TIMEOUT_HOURS='soon'"):
+            importlib.reload(form)
+    finally:
+        monkeypatch.delenv("MUSICVAE_REQUIRE_APPROVAL")
+        monkeypatch.delenv("MUSICVAE_APPROVAL_TIMEOUT_HOURS")
+        importlib.reload(form)
+    assert form.resolve({})["require_approval"] is False
