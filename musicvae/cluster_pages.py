@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -106,7 +104,7 @@ def _history(history) -> str:
 
 def flows_png(settings: Settings, run_id: str) -> bytes:
     """The alluvial plot of a run's flows of tracks from the run before it."""
-    from musicvae.plots import cluster_flows
+    from musicvae.plots import cluster_flows, png_bytes
 
     with db.engine(settings.database_url).connect() as conn:
         row = conn.execute(
@@ -115,9 +113,8 @@ def flows_png(settings: Settings, run_id: str) -> bytes:
         ).first()
     if row is None:
         raise ReportNotFoundError(f"run {run_id!r} has no recorded changes")
-    with tempfile.TemporaryDirectory() as tmp:
-        title = f"Tracks from run {row.previous_run_id} to {run_id}"
-        return cluster_flows(row.flows, Path(tmp) / "flows.png", title=title).read_bytes()
+    title = f"Tracks from run {row.previous_run_id} to {run_id}"
+    return png_bytes(cluster_flows, row.flows, title=title)
 
 
 def _card_row(settings: Settings, cluster_id: int):
@@ -188,7 +185,7 @@ def map_png(settings: Settings, cluster_id: int) -> bytes:
     highlighted with its medoids."""
     from sklearn.decomposition import PCA
 
-    from musicvae.plots import cluster_map
+    from musicvae.plots import cluster_map, png_bytes
 
     c = _card_row(settings, cluster_id)  # no audio links: the map does not play anything
     with db.engine(settings.database_url).connect() as conn:
@@ -203,12 +200,11 @@ def map_png(settings: Settings, cluster_id: int) -> bytes:
     embeddings = np.array([json.loads(e) for _, _, e in rows], dtype=np.float32)
     xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
     medoids = {m["track_id"] for m in c["medoids"] or []}
-    with tempfile.TemporaryDirectory() as tmp:
-        return cluster_map(
-            xy,
-            np.array([r[1] for r in rows]),
-            cluster_id,
-            np.array([r[0] in medoids for r in rows]),
-            Path(tmp) / "map.png",
-            title=f"Cluster {cluster_id}: {c['name']}",
-        ).read_bytes()
+    return png_bytes(
+        cluster_map,
+        xy,
+        np.array([r[1] for r in rows]),
+        cluster_id,
+        np.array([r[0] in medoids for r in rows]),
+        title=f"Cluster {cluster_id}: {c['name']}",
+    )

@@ -7,8 +7,9 @@ non-interactive Agg backend is selected before pyplot is imported.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,12 @@ def _save(fig: Figure, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def png_bytes(draw: Callable[..., Path], *args, **kwargs) -> bytes:
+    """What a figure function draws, as PNG bytes: for pages that serve a figure, not keep it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return draw(*args, path=Path(tmp) / "figure.png", **kwargs).read_bytes()
 
 
 def _top_labels(labels: Sequence[str | None], top: int) -> list[str]:

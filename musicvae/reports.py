@@ -134,9 +134,6 @@ def index_html(settings: Settings) -> str:
 
 def drift_png(settings: Settings, limit: int = 30) -> bytes:
     """The drift trend of the last `limit` compared validation runs, as a PNG."""
-    import tempfile
-    from pathlib import Path
-
     from musicvae import plots, thresholds
 
     with db.engine(settings.database_url).connect() as conn:
@@ -152,15 +149,13 @@ def drift_png(settings: Settings, limit: int = 30) -> bytes:
     names = sorted({name for r in rows for name in r.features})
     psi = {n: [r.features[n]["psi"] if n in r.features else None for r in rows] for n in names}
     limits = thresholds.load()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = plots.drift_trend(
-            [f"{r.checked_at:%Y-%m-%d %H:%M}" for r in rows],
-            psi,
-            [r.ood_share for r in rows],
-            (limits.max_psi, limits.max_ood_share),
-            Path(tmp) / "drift.png",
-        )
-        return path.read_bytes()
+    return plots.png_bytes(
+        plots.drift_trend,
+        [f"{r.checked_at:%Y-%m-%d %H:%M}" for r in rows],
+        psi,
+        [r.ood_share for r in rows],
+        (limits.max_psi, limits.max_ood_share),
+    )
 
 
 EVALUATION_FILE = re.compile(r"^[a-z_]+\.(png|txt|json)$")

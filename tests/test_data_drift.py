@@ -154,6 +154,12 @@ def test_a_batch_built_to_differ_is_flagged_and_one_from_the_same_generator_is_n
     assign_new_tracks(settings)
     loud = _check_ood(settings, "validate-shifted", shifted)
     assert loud.ood_share > LIMITS.max_ood_share > quiet.ood_share
+    # The Data quality page lists both runs' drift and draws the trend.
+    from musicvae.reports import drift_png, index_html
+
+    listing = index_html(settings)
+    assert "duration_s, rms_dbfs, peak" in listing and f"{loud.ood_share:.0%}" in listing
+    assert drift_png(settings)[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The form a user opens says so, naming the run and what moved ...
     notice = drift_notice(settings.database_url)["data_drift"]
