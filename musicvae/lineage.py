@@ -13,6 +13,7 @@ prefix, a local landing folder `file` + its absolute path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from musicvae.config import Settings
@@ -88,6 +89,4 @@ def landing(uri: str) -> Dataset:
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         return Dataset(f"s3://{bucket}", prefix.rstrip("/"))
-    from pathlib import Path
-
     return Dataset("file", str(Path(uri).resolve()))
