@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The pretrained audio front end's weights ship in this wheel. Its metadata pins numpy < 1.17,
 # which cannot resolve beside numpy 2, so it is installed without its dependencies: only its
-# checkpoint files are read (musicvae/musicnn.py), never its code.
+# checkpoint files are read (musicvae/model/musicnn.py), never its code.
 MUSICNN := musicnn==0.1.0
 
 .PHONY: install demo demo-stop stack-status system-deps test test-fast lint format clean \

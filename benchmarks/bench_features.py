@@ -41,9 +41,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from benchmarks.research_model import research_features
-from musicvae.features import MelConfig, decode_audio, extract_mels
-from musicvae.frontends import MusicnnFrontend
-from musicvae.sample import build_sample
+from musicvae.local.sample import build_sample
+from musicvae.model.features import MelConfig, decode_audio, extract_mels
+from musicvae.model.frontends import MusicnnFrontend
 
 log = logging.getLogger("benchmarks.features")
 

@@ -34,11 +34,15 @@ import numpy as np
 import torch
 
 from benchmarks import research_model as research
-from musicvae import evaluation, frontends, registry
-from musicvae.features import LyricsVectorizer
-from musicvae.frontends import EPOCHS, MelFrontend, MusicnnFrontend
-from musicvae.ingest import run_ingest
-from musicvae.retrain import (
+from musicvae.core.storage import ObjectStore
+from musicvae.ingest.run import run_ingest
+from musicvae.local.stack import Stack
+from musicvae.model import evaluation, frontends
+from musicvae.model.features import LyricsVectorizer
+from musicvae.model.frontends import EPOCHS, MelFrontend, MusicnnFrontend
+from musicvae.quality.validate import run_validation
+from musicvae.registry import versions
+from musicvae.retrain.steps import (
     RetrainParams,
     load_snapshot,
     lyrics_texts,
@@ -47,9 +51,6 @@ from musicvae.retrain import (
     train,
     training_data,
 )
-from musicvae.stack import Stack
-from musicvae.storage import ObjectStore
-from musicvae.validate import run_validation
 
 log = logging.getLogger("benchmarks.model")
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -84,8 +85,8 @@ def ours(
     for seed in seeds:
         params = RetrainParams(epochs=epochs, seed=seed, audio_frontend=frontend)
         candidate = train(settings, snapshot, params)
-        mv = registry.ModelVersion(0, snapshot, {}, candidate["artifact_prefix"], {}, "")
-        loaded = registry.load(store, mv)
+        mv = versions.ModelVersion(0, snapshot, {}, candidate["artifact_prefix"], {}, "")
+        loaded = versions.load(store, mv)
         data = training_data(store, tracks, loaded.frontend, loaded.vectorizer)
         out.append(loaded.model.embed(data))
         rates.append(candidate["metrics"]["samples_per_s"])
@@ -263,7 +264,7 @@ def main() -> None:
     started = time.monotonic()
 
     from benchmarks.realaudio import build_realaudio
-    from musicvae.sample import build_sample
+    from musicvae.local.sample import build_sample
 
     stack = Stack(CACHE / "stack")
     stack.up(airflow=False)

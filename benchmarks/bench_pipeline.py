@@ -28,10 +28,10 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks.bench_features import machine_info
-from musicvae.airflow_client import AirflowClient, utcnow
-from musicvae.demo import run_and_follow, run_pipeline
-from musicvae.sample import build_sample
-from musicvae.stack import AIRFLOW_USER, Stack
+from musicvae.local.airflow_client import AirflowClient, utcnow
+from musicvae.local.demo import run_and_follow, run_pipeline
+from musicvae.local.sample import build_sample
+from musicvae.local.stack import AIRFLOW_USER, Stack
 
 log = logging.getLogger("benchmarks.pipeline")
 HERE = Path(__file__).resolve().parent

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.recluster import (
+from musicvae.catalogue.recluster import (
     assignments_table,
     attach_assignments,
     attach_embeddings,
@@ -32,7 +31,8 @@ from musicvae.recluster import (
     write_assignments,
     write_embeddings,
 )
-from musicvae.stack import Stack
+from musicvae.core import db
+from musicvae.local.stack import Stack
 
 log = logging.getLogger("benchmarks.sql")
 CACHE = Path(__file__).resolve().parent / ".cache"

@@ -7,7 +7,7 @@ Throughput does not depend on what the tensors hold, so both models train on ran
 their real shapes:
 
 ours      HybridVAE at the pipeline's defaults (MelConfig(): 64 mels x 625 frames, 512 TF-IDF
-          terms, latent 32, width 32) trained by `musicvae.train.fit` itself, i.e. the figure a
+          terms, latent 32, width 32) trained by `musicvae.model.train.fit` itself, i.e. the figure
           user gets: batch assembly, modality dropout, the product-of-experts loss and Adam. fit
           runs `--epochs` (2) short epochs over `--tracks` rows (85 % of them train) and reports
           samples/s per epoch; the first epoch is the warm-up, the figure is the mean of the rest.
@@ -46,8 +46,8 @@ from benchmarks.research_model import (
     research_optimizer,
     research_step,
 )
-from musicvae.features import MelConfig
-from musicvae.train import TrainConfig, TrainingData, fit
+from musicvae.model.features import MelConfig
+from musicvae.model.train import TrainConfig, TrainingData, fit
 
 log = logging.getLogger("benchmarks.training")
 

@@ -25,10 +25,10 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from musicvae.ingest import run_ingest
-from musicvae.sample import build_sample
-from musicvae.stack import Stack
-from musicvae.validate import run_validation
+from musicvae.ingest.run import run_ingest
+from musicvae.local.sample import build_sample
+from musicvae.local.stack import Stack
+from musicvae.quality.validate import run_validation
 
 log = logging.getLogger("benchmarks.validation")
 HERE = Path(__file__).resolve().parent

@@ -206,7 +206,7 @@ def window_starts(
 
 
 def song_id(track_no: int, window_no: int) -> str:
-    """`A0007-02`: window 2 of track 7, a shape `musicvae.catalogue.AUDIO_ID` accepts."""
+    """`A0007-02`: window 2 of track 7, a shape `musicvae.ingest.merge.AUDIO_ID` accepts."""
     if not 1 <= track_no <= 9999 or not 1 <= window_no <= 99:
         raise ValueError(f"track {track_no} / window {window_no} do not fit the A####-## shape")
     return f"{track_id(track_no)}-{window_no:02d}"

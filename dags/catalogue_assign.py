@@ -17,7 +17,7 @@ def catalogue_assign():
     def assign() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.assign import assign_new_tracks
+        from musicvae.catalogue.assign import assign_new_tracks
 
         with fail_fast():
             result = assign_new_tracks(settings())

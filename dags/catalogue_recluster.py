@@ -15,7 +15,7 @@ from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, fail_fast, settings
 def catalogue_recluster():
     @task
     def recluster(run_id=None) -> dict:
-        from musicvae.recluster import run_recluster
+        from musicvae.catalogue.recluster import run_recluster
 
         with fail_fast():
             return run_recluster(settings(), run_id).as_dict()

@@ -26,7 +26,7 @@ def merge_ingest():
     def ingest(params=None, run_id=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.ingest import run_ingest
+        from musicvae.ingest.run import run_ingest
 
         with fail_fast():
             result = run_ingest(settings(), run_id, params.get("landing") or None)

@@ -19,7 +19,7 @@ def merge_validate():
     def validate(run_id=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.validate import run_validation
+        from musicvae.quality.validate import run_validation
 
         with fail_fast():
             result = run_validation(settings(), run_id)

@@ -3,10 +3,10 @@ and, when the run asks for it, once a person has approved it in the UI."""
 
 from airflow.sdk import Param, dag, task
 
-from musicvae.approval import ChampionApproval
 from musicvae.assets import DEFAULT_ARGS, MODEL_CHAMPION, cron, fail_fast, settings
-from musicvae.queues import TRAINING_POOL, TRAINING_QUEUE
-from musicvae.retrain_form import trigger_form
+from musicvae.retrain.approval import ChampionApproval
+from musicvae.retrain.form import trigger_form
+from musicvae.retrain.queues import TRAINING_POOL, TRAINING_QUEUE
 
 
 @dag(
@@ -15,7 +15,7 @@ from musicvae.retrain_form import trigger_form
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["musicvae", "training"],
-    # The trigger form: one Param per entry, with its JSON Schema (musicvae/retrain_form.py), and
+    # The trigger form: one Param per entry, with its JSON Schema (musicvae/retrain/form.py), and
     # a notice when the latest batch drifted from the champion's training data.
     params={name: Param(**spec) for name, spec in trigger_form().items()},
 )
@@ -24,7 +24,7 @@ def musicvae_retrain():
     def snapshot(dag_run=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.retrain import NotEnoughDataError, take_snapshot
+        from musicvae.retrain.steps import NotEnoughDataError, take_snapshot
 
         with fail_fast():
             try:
@@ -38,7 +38,7 @@ def musicvae_retrain():
     # The pretrained front end is a network too: it runs where the GPU is.
     @task(queue=TRAINING_QUEUE)
     def features(snap: dict, params=None) -> dict:
-        from musicvae.retrain import prepare_features
+        from musicvae.retrain.steps import prepare_features
 
         with fail_fast():
             return prepare_features(settings(), snap["snapshot_id"], params["audio_frontend"])
@@ -47,8 +47,8 @@ def musicvae_retrain():
     def train(snap: dict, _features: dict, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.retrain import RetrainParams
-        from musicvae.retrain import train as train_model
+        from musicvae.retrain.steps import RetrainParams
+        from musicvae.retrain.steps import train as train_model
 
         with fail_fast():
             config = RetrainParams.from_dict(params)
@@ -64,14 +64,14 @@ def musicvae_retrain():
 
     @task
     def register(candidate: dict, run_id=None) -> int:
-        from musicvae.retrain import register as register_model
+        from musicvae.retrain.steps import register as register_model
 
         with fail_fast():
             return register_model(settings(), candidate, run_id)
 
     @task
     def evaluate(version: int) -> int:
-        from musicvae.model_report import report
+        from musicvae.retrain.model_report import report
 
         with fail_fast():
             summary = report(settings(), version)
@@ -80,7 +80,7 @@ def musicvae_retrain():
 
     @task
     def gate(version: int, params=None) -> dict:
-        from musicvae.promotion import judge
+        from musicvae.retrain.promotion import judge
 
         with fail_fast():
             return {"version": version, **judge(settings(), version, params["promotion_margin"])}
@@ -89,7 +89,7 @@ def musicvae_retrain():
     def promote(decision: dict, review: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.promotion import record, with_review
+        from musicvae.retrain.promotion import record, with_review
 
         version = decision.pop("version")
         with fail_fast():

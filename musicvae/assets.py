@@ -25,7 +25,7 @@ def settings():
     MUSICVAE_* environment variables when they are set (the local stack); otherwise the Airflow
     Connections `musicvae_catalogue` and `musicvae_s3` (the compose deployment creates both).
     """
-    from musicvae.config import Settings
+    from musicvae.core.config import Settings
 
     if os.environ.get("MUSICVAE_DATABASE_URL"):
         return Settings.from_env()
@@ -43,7 +43,7 @@ def fail_fast():
     (a refused connection, a timeout) pass through and keep their retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from musicvae.errors import PermanentError
+    from musicvae.core.errors import PermanentError
 
     try:
         yield

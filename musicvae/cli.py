@@ -10,17 +10,17 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from musicvae.errors import MusicVAEError
+from musicvae.core.errors import MusicVAEError
 
 
 def _stack(args):
-    from musicvae.stack import Stack
+    from musicvae.local.stack import Stack
 
     return Stack(args.stack_dir)
 
 
 def cmd_sample(args) -> None:
-    from musicvae.sample import build_sample
+    from musicvae.local.sample import build_sample
 
     s = build_sample(
         Path(args.out), tracks=args.tracks, seed=args.seed, defects=args.defects, layout=args.layout
@@ -41,7 +41,7 @@ def cmd_stack(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from musicvae.demo import run_demo
+    from musicvae.local.demo import run_demo
 
     print(
         run_demo(
@@ -55,20 +55,20 @@ def cmd_demo(args) -> None:
 
 
 def _settings():
-    from musicvae.config import Settings
+    from musicvae.core.config import Settings
 
     return Settings.from_env()
 
 
 def cmd_db(args) -> None:
-    from musicvae import db
+    from musicvae.core import db
 
     applied = db.migrate(db.engine(_settings().database_url))
     print("applied: " + (", ".join(applied) or "nothing (schema is current)"))
 
 
 def cmd_storage(args) -> None:
-    from musicvae.storage import ObjectStore
+    from musicvae.core.storage import ObjectStore
 
     settings = _settings()
     ObjectStore(settings).ensure_bucket()
@@ -79,15 +79,15 @@ def cmd_stage(args) -> None:
     """Run one pipeline stage in this process (debugging without Airflow)."""
     settings = _settings()
     if args.stage == "ingest":
-        from musicvae.ingest import run_ingest
+        from musicvae.ingest.run import run_ingest
 
         result = run_ingest(settings, args.run_id, args.landing).as_dict()
     elif args.stage == "validate":
-        from musicvae.validate import run_validation
+        from musicvae.quality.validate import run_validation
 
         result = run_validation(settings, args.run_id).as_dict()
     else:
-        from musicvae.recluster import run_recluster
+        from musicvae.catalogue.recluster import run_recluster
 
         result = run_recluster(settings, args.run_id).as_dict()
     print(json.dumps(result, indent=2, default=str))
@@ -95,8 +95,8 @@ def cmd_stage(args) -> None:
 
 def cmd_retrain(args) -> None:
     """snapshot -> features -> train -> register -> evaluate -> promote, in this process."""
-    from musicvae.pipeline import run_retrain
-    from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM
+    from musicvae.retrain.form import AIRFLOW_ONLY, RETRAIN_FORM
+    from musicvae.retrain.pipeline import run_retrain
 
     values = {
         name: getattr(args, name)
@@ -111,8 +111,9 @@ def cmd_retrain(args) -> None:
 
 def cmd_evaluate(args) -> None:
     """Recompute the evaluation report of a model version (default: the champion)."""
-    from musicvae import db, registry
-    from musicvae.model_report import report
+    from musicvae.core import db
+    from musicvae.registry import versions
+    from musicvae.retrain.model_report import report
 
     settings = _settings()
     version = args.version
@@ -120,12 +121,12 @@ def cmd_evaluate(args) -> None:
         eng = db.engine(settings.database_url)
         db.migrate(eng)
         with eng.connect() as conn:
-            version = registry.champion(conn).version
+            version = versions.champion(conn).version
     print(json.dumps(report(settings, version), indent=2))
 
 
 def cmd_release(args) -> None:
-    from musicvae.quarantine import release
+    from musicvae.quality.quarantine import release
 
     result = release(_settings(), args.track_id, args.reason)
     print(f"released {result['track_id']} (was: {result['previous_reason']})")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_retrain_parser(sub) -> None:
     """`musicvae retrain`: one option per field of the DAG's trigger form, checked the same way."""
-    from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM
+    from musicvae.retrain.form import AIRFLOW_ONLY, RETRAIN_FORM
 
     q = sub.add_parser("retrain", help="train, register, evaluate and promote, without Airflow")
     q.add_argument("--run-id", default="cli-retrain")

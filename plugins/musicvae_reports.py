@@ -16,13 +16,13 @@ app = FastAPI(title="musicvae reports", dependencies=[Depends(get_user)])
 
 
 def _settings():
-    from musicvae.config import Settings
+    from musicvae.core.config import Settings
 
     return Settings.from_env()
 
 
 async def _render(render, *args) -> HTMLResponse:
-    from musicvae.reports import ReportNotFoundError
+    from musicvae.ui.reports import ReportNotFoundError
 
     try:
         return HTMLResponse(await run_in_threadpool(render, _settings(), *args))
@@ -32,14 +32,14 @@ async def _render(render, *args) -> HTMLResponse:
 
 @app.get("/data-quality/", response_class=HTMLResponse)
 async def data_quality_index():
-    from musicvae.reports import index_html
+    from musicvae.ui.reports import index_html
 
     return await _render(index_html)
 
 
 @app.get("/data-quality/drift.png")
 async def drift_trend():
-    from musicvae.reports import drift_png
+    from musicvae.ui.reports import drift_png
 
     return await _png(drift_png)
 
@@ -48,28 +48,28 @@ async def drift_trend():
 # itself, the run's folder is (runs/<id>/), so the link works from every route.
 @app.get("/data-quality/latest", response_class=HTMLResponse)
 async def latest_report():
-    from musicvae.reports import report_html
+    from musicvae.ui.reports import report_html
 
     return await _render(report_html, None, "runs/{run}/")
 
 
 @app.get("/data-quality/runs/{run_id}", response_class=HTMLResponse)
 async def run_report(run_id: str):
-    from musicvae.reports import report_html
+    from musicvae.ui.reports import report_html
 
     return await _render(report_html, run_id, "{run}/")
 
 
 @app.get("/data-quality/runs/{run_id}/", response_class=HTMLResponse)
 async def run_report_folder(run_id: str):
-    from musicvae.reports import report_html
+    from musicvae.ui.reports import report_html
 
     return await _render(report_html, run_id, "./")
 
 
 @app.get("/data-quality/runs/{run_id}/docs/{path:path}")
 async def data_docs(run_id: str, path: str):
-    from musicvae.reports import ReportNotFoundError, docs_file
+    from musicvae.ui.reports import ReportNotFoundError, docs_file
 
     try:
         content, media = await run_in_threadpool(docs_file, _settings(), run_id, path)
@@ -80,14 +80,14 @@ async def data_docs(run_id: str, path: str):
 
 @app.get("/models/{version}/", response_class=HTMLResponse)
 async def model_report(version: int):
-    from musicvae.reports import model_html
+    from musicvae.ui.reports import model_html
 
     return await _render(model_html, version)
 
 
 @app.get("/models/{version}/files/{name}")
 async def model_report_file(version: int, name: str):
-    from musicvae.reports import ReportNotFoundError, model_file
+    from musicvae.ui.reports import ReportNotFoundError, model_file
 
     try:
         content = await run_in_threadpool(model_file, _settings(), version, name)
@@ -99,34 +99,34 @@ async def model_report_file(version: int, name: str):
 
 @app.get("/clusters/", response_class=HTMLResponse)
 async def clusters():
-    from musicvae.cluster_pages import clusters_html
+    from musicvae.ui.cluster_pages import clusters_html
 
     return await _render(clusters_html)
 
 
 @app.get("/clusters/runs/{run_id}/flows.png")
 async def cluster_flows(run_id: str):
-    from musicvae.cluster_pages import flows_png
+    from musicvae.ui.cluster_pages import flows_png
 
     return await _png(flows_png, run_id)
 
 
 @app.get("/clusters/{cluster_id}", response_class=HTMLResponse)
 async def cluster_card(cluster_id: int):
-    from musicvae.cluster_pages import card_html
+    from musicvae.ui.cluster_pages import card_html
 
     return await _render(card_html, cluster_id)
 
 
 @app.get("/clusters/{cluster_id}/map.png")
 async def cluster_map(cluster_id: int):
-    from musicvae.cluster_pages import map_png
+    from musicvae.ui.cluster_pages import map_png
 
     return await _png(map_png, cluster_id)
 
 
 async def _png(render, *args) -> Response:
-    from musicvae.reports import ReportNotFoundError
+    from musicvae.ui.reports import ReportNotFoundError
 
     try:
         content = await run_in_threadpool(render, _settings(), *args)

@@ -2,7 +2,7 @@
 
 What this is
 ------------
-A one-off generator of test fixtures for the PyTorch port in ``musicvae/musicnn.py``.
+A one-off generator of test fixtures for the PyTorch port in ``musicvae/model/musicnn.py``.
 It runs the unmodified TF v1 graph of ``musicnn==0.1.0`` (``musicnn.models.define_model``,
 exactly as ``musicnn.extractor.extractor`` builds it) with the pretrained ``MSD_musicnn``
 and ``MTT_musicnn`` checkpoints on the FLAC excerpts in ``tests/data/musicnn/`` and writes

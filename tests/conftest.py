@@ -18,7 +18,7 @@ logging.getLogger("urllib3").setLevel(logging.ERROR)
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     """PostgreSQL 18 + pgvector and an S3 server, started from the venv's wheels on loopback."""
-    from musicvae.stack import Stack
+    from musicvae.local.stack import Stack
 
     stack = Stack(tmp_path_factory.mktemp("stack"))
     stack.up(airflow=False)
@@ -29,8 +29,8 @@ def servers(tmp_path_factory):
 @pytest.fixture
 def new_settings(servers):
     """A factory of Settings, each for a new migrated database and a new bucket."""
-    from musicvae import db
-    from musicvae.storage import ObjectStore
+    from musicvae.core import db
+    from musicvae.core.storage import ObjectStore
 
     def make():
         name = f"t_{uuid.uuid4().hex[:12]}"
@@ -55,7 +55,7 @@ def settings(new_settings):
 @pytest.fixture(scope="session")
 def sample_catalogue(tmp_path_factory):
     """A small MERGE-layout catalogue with the deliberate defects; built once, copied per use."""
-    from musicvae.sample import build_sample
+    from musicvae.local.sample import build_sample
 
     root = tmp_path_factory.mktemp("sample")
     build_sample(root, tracks=24, seed=7, defects=True, progress=False)
@@ -76,7 +76,7 @@ def one_track(settings):
     """A migrated catalogue with one valid track and one model version."""
     import sqlalchemy as sa
 
-    from musicvae import db
+    from musicvae.core import db
 
     with db.engine(settings.database_url).begin() as conn:
         conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('i', 'x')"))

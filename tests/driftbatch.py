@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicvae import sample
+from musicvae.local import sample
 
 # How the batch built to differ differs: every clip 24 dB quieter and cut to 18 s (still valid).
 QUIETER_DB = 24.0

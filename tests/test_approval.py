@@ -1,8 +1,8 @@
 """The approval's logic around Airflow's Human-in-the-loop operator: what the reviewer reads, and
 what each answer makes of the gate's decision. Through Airflow: test_e2e.py, test_browser.py."""
 
-from musicvae.approval import request_body
-from musicvae.promotion import with_review
+from musicvae.retrain.approval import request_body
+from musicvae.retrain.promotion import with_review
 
 PASSED = {
     "version": 3,

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.errors import BatchValidationError, MetadataSchemaError
-from musicvae.ingest import run_ingest
-from musicvae.reports import docs_file, report_html
-from musicvae.storage import ObjectStore
-from musicvae.validate import run_validation
+from musicvae.core import db
+from musicvae.core.errors import BatchValidationError, MetadataSchemaError
+from musicvae.core.storage import ObjectStore
+from musicvae.ingest.run import run_ingest
+from musicvae.quality.validate import run_validation
+from musicvae.ui.reports import docs_file, report_html
 
 from . import badinput
 

@@ -15,11 +15,11 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.airflow_client import AirflowClient, utcnow
-from musicvae.queues import TRAINING_POOL
-from musicvae.sample import build_sample
-from musicvae.stack import AIRFLOW_USER, Stack
+from musicvae.core import db
+from musicvae.local.airflow_client import AirflowClient, utcnow
+from musicvae.local.sample import build_sample
+from musicvae.local.stack import AIRFLOW_USER, Stack
+from musicvae.retrain.queues import TRAINING_POOL
 
 from .conftest import REPO
 
@@ -200,7 +200,7 @@ def test_the_data_quality_link_shows_the_latest_report(ui, page, triggered_run):
 def test_a_cluster_card_plays_the_audio_of_a_track_near_its_centre(ui, page, triggered_run):
     from playwright.sync_api import expect
 
-    from musicvae.recluster import run_recluster
+    from musicvae.catalogue.recluster import run_recluster
 
     stack, _, _ = ui
     run_recluster(stack.settings(), "browser-recluster")
@@ -255,7 +255,7 @@ def test_a_batch_that_drifted_shows_in_data_quality_and_in_the_retrain_form(
     of the next retrain says so."""
     from playwright.sync_api import expect
 
-    from musicvae.recluster import run_recluster
+    from musicvae.catalogue.recluster import run_recluster
 
     from .driftbatch import SHIFTED, add_batch
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from musicvae.catalogue import Landing, genre_label, scan
-from musicvae.errors import CatalogueError
-from musicvae.lyrics import decode_lyrics
+from musicvae.core.errors import CatalogueError
+from musicvae.core.lyrics import decode_lyrics
+from musicvae.ingest.merge import Landing, genre_label, scan
 
 from .conftest import SEED_CSV
 

@@ -10,10 +10,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.airflow_client import AirflowClient, utcnow
-from musicvae.sample import build_sample
-from musicvae.stack import AIRFLOW_DB, AIRFLOW_USER, Stack
+from musicvae.core import db
+from musicvae.local.airflow_client import AirflowClient, utcnow
+from musicvae.local.sample import build_sample
+from musicvae.local.stack import AIRFLOW_DB, AIRFLOW_USER, Stack
 
 pytestmark = pytest.mark.e2e
 

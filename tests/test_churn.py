@@ -1,6 +1,6 @@
 """Cluster churn between two runs, on assignments with a known difference."""
 
-from musicvae.churn import cluster_churn
+from musicvae.catalogue.churn import cluster_churn
 
 
 def _run(clusters: dict[int, str]) -> dict[str, int]:

@@ -4,7 +4,7 @@ materially better."""
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from musicvae.clustering import ANCHOR_TOLERANCE, anchor_labels, anchored_kmeans, kmeans
+from musicvae.model.clustering import ANCHOR_TOLERANCE, anchor_labels, anchored_kmeans, kmeans
 
 
 def _corners(width: float, height: float = 1.0, per_corner: int = 50) -> np.ndarray:

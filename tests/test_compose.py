@@ -436,7 +436,7 @@ def test_default_worker_never_takes_gpu_work(services):
 
 
 def test_training_goes_to_the_gpu_queue_and_a_one_slot_pool_that_init_creates(services):
-    from musicvae.queues import TRAINING_POOL_SLOTS
+    from musicvae.retrain.queues import TRAINING_POOL_SLOTS
 
     for name in AIRFLOW_LONG_RUNNING | {"airflow-init"}:
         env = services[name]["environment"]

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from musicvae.config import Settings
-from musicvae.errors import ConfigurationError
+from musicvae.core.config import Settings
+from musicvae.core.errors import ConfigurationError
 
 
 def test_missing_environment_says_what_to_set():
@@ -53,7 +53,7 @@ def test_an_s3_connection_without_endpoint_is_a_clear_error():
 
 
 def test_a_landing_zone_that_is_not_a_folder_stops_stack_up_before_anything_starts(tmp_path):
-    from musicvae.stack import Stack
+    from musicvae.local.stack import Stack
 
     stack = Stack(tmp_path / "stack")
     with pytest.raises(ConfigurationError, match="MUSICVAE_LANDING='.*nope' is not a folder"):

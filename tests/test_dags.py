@@ -26,8 +26,8 @@ HEAVY = (
     "great_expectations",
     "minio",
     "pandas",
-    "musicvae.train",
-    "musicvae.features",
+    "musicvae.model.train",
+    "musicvae.model.features",
 )
 
 PROBE = r"""
@@ -89,7 +89,7 @@ def test_every_dag_is_tagged_and_every_task_retries(dagbag):
 
 
 def test_the_retrain_form_offers_every_training_parameter(dagbag):
-    from musicvae.retrain_form import RETRAIN_FORM
+    from musicvae.retrain.form import RETRAIN_FORM
 
     assert dagbag["dags"]["musicvae_retrain"]["params"] == sorted(RETRAIN_FORM)
     assert set(RETRAIN_FORM) >= {

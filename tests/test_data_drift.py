@@ -7,16 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from musicvae import plots
-from musicvae.assign import assign_new_tracks
-from musicvae.data_drift import FEATURES, compare, psi
-from musicvae.ingest import run_ingest
-from musicvae.promotion import decide
-from musicvae.recluster import run_recluster
-from musicvae.retrain import prepare_features, take_snapshot
-from musicvae.retrain_form import drift_notice
-from musicvae.thresholds import load
-from musicvae.validate import run_validation
+from musicvae.catalogue.assign import assign_new_tracks
+from musicvae.catalogue.recluster import run_recluster
+from musicvae.ingest.run import run_ingest
+from musicvae.model import plots
+from musicvae.quality.data_drift import FEATURES, compare, psi
+from musicvae.quality.thresholds import load
+from musicvae.quality.validate import run_validation
+from musicvae.retrain.form import drift_notice
+from musicvae.retrain.promotion import decide
+from musicvae.retrain.steps import prepare_features, take_snapshot
 
 from .driftbatch import SHIFTED, add_batch
 from .test_retrain import FAST, _catalogue, _query, _train_and_register
@@ -147,7 +147,7 @@ def test_a_batch_built_to_differ_is_flagged_and_one_from_the_same_generator_is_n
     report = _query(
         settings, "SELECT report_key FROM data_quality_runs WHERE run_id = :r", r="validate-shifted"
     )[0][0]
-    from musicvae.storage import ObjectStore
+    from musicvae.core.storage import ObjectStore
 
     page = ObjectStore(settings).get_bytes(report).decode()
     assert "Data drift:" in page and "rms_dbfs" in page
@@ -155,7 +155,7 @@ def test_a_batch_built_to_differ_is_flagged_and_one_from_the_same_generator_is_n
     loud = _check_ood(settings, "validate-shifted", shifted)
     assert loud.ood_share > LIMITS.max_ood_share > quiet.ood_share
     # The Data quality page lists both runs' drift and draws the trend.
-    from musicvae.reports import drift_png, index_html
+    from musicvae.ui.reports import drift_png, index_html
 
     listing = index_html(settings)
     assert "duration_s, rms_dbfs, peak" in listing and f"{loud.ood_share:.0%}" in listing

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db, recluster
-from musicvae.errors import MigrationError
+from musicvae.catalogue import recluster
+from musicvae.core import db
+from musicvae.core.errors import MigrationError
 
 TABLE = "cluster_assignments"
 
@@ -146,10 +147,16 @@ def _previous_hnsw_index(conn, version: int, dim: int) -> None:
 
 
 def _populate(settings, landing) -> None:
-    from musicvae.ingest import run_ingest
-    from musicvae.promotion import decide
-    from musicvae.retrain import RetrainParams, prepare_features, register, take_snapshot, train
-    from musicvae.validate import run_validation
+    from musicvae.ingest.run import run_ingest
+    from musicvae.quality.validate import run_validation
+    from musicvae.retrain.promotion import decide
+    from musicvae.retrain.steps import (
+        RetrainParams,
+        prepare_features,
+        register,
+        take_snapshot,
+        train,
+    )
 
     run_ingest(settings, "ingest", str(landing))
     run_validation(settings, "validate")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from musicvae.drift import embedding_drift, knn_overlap, linear_cka
+from musicvae.model.latent_drift import embedding_drift, knn_overlap, linear_cka
 
 
 @pytest.fixture

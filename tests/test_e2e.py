@@ -8,12 +8,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from musicvae import cli, db
-from musicvae.airflow_client import AirflowClient, utcnow
-from musicvae.demo import run_pipeline
-from musicvae.sample import build_sample
-from musicvae.stack import AIRFLOW_USER, Stack
-from musicvae.storage import ObjectStore
+from musicvae import cli
+from musicvae.core import db
+from musicvae.core.storage import ObjectStore
+from musicvae.local.airflow_client import AirflowClient, utcnow
+from musicvae.local.demo import run_pipeline
+from musicvae.local.sample import build_sample
+from musicvae.local.stack import AIRFLOW_USER, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +136,7 @@ def test_the_landing_zone_given_to_stack_up_is_the_one_the_dags_read(pipeline):
 
 
 def test_a_landing_zone_error_fails_the_run_at_once_without_retries(pipeline, tmp_path):
-    from musicvae.airflow_client import AirflowError
+    from musicvae.local.airflow_client import AirflowError
 
     _, client, _ = pipeline
     (tmp_path / "notes.txt").write_text("not a MERGE download")
@@ -148,7 +149,7 @@ def test_a_landing_zone_error_fails_the_run_at_once_without_retries(pipeline, tm
 
 
 def test_rerunning_a_recluster_run_replaces_only_its_own_rows(pipeline):
-    from musicvae.recluster import run_recluster
+    from musicvae.catalogue.recluster import run_recluster
 
     stack, _, runs = pipeline
     run_id = runs.runs["catalogue_recluster"]
@@ -179,7 +180,7 @@ def test_the_ui_serves_the_latest_data_quality_report_behind_its_login(pipeline)
 
 
 def test_the_ui_serves_the_clusters_and_their_churn_behind_its_login(pipeline):
-    from musicvae.recluster import run_recluster
+    from musicvae.catalogue.recluster import run_recluster
 
     stack, client, runs = pipeline
     url = f"{stack.api_url}/musicvae/clusters/"
@@ -219,7 +220,7 @@ def test_the_model_version_is_champion_and_its_evaluation_is_served_in_the_ui(pi
 
 
 def test_the_retrain_form_refuses_bad_values_and_a_dry_run_trains_nothing(pipeline):
-    from musicvae.airflow_client import AirflowError
+    from musicvae.local.airflow_client import AirflowError
 
     stack, client, _ = pipeline
     for bad in ({"epochs": 0}, {"beta": -1}, {"batch_size": "many"}):

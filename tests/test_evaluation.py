@@ -12,7 +12,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from musicvae import evaluation as ev
+from musicvae.model import evaluation as ev
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowFailException
 
 from musicvae.assets import fail_fast
-from musicvae.catalogue import Landing, scan
-from musicvae.config import Settings
-from musicvae.errors import BatchValidationError, ModelNotFoundError
-from musicvae.retrain import NotEnoughDataError
-from musicvae.retrain_form import resolve
+from musicvae.core.config import Settings
+from musicvae.core.errors import BatchValidationError, ModelNotFoundError
+from musicvae.ingest.merge import Landing, scan
+from musicvae.retrain.form import resolve
+from musicvae.retrain.steps import NotEnoughDataError
 
 
 def _closed_port() -> int:

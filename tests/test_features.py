@@ -7,8 +7,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from musicvae.errors import AudioDecodeError
-from musicvae.features import (
+from musicvae.core.errors import AudioDecodeError
+from musicvae.model.features import (
     LyricsVectorizer,
     MelConfig,
     _log_mel_batch,
@@ -65,7 +65,7 @@ def test_mp3_decodes_alike_with_and_without_in_memory_files(monkeypatch):
         opened.append(type(file))
         return real(file, *args, **kwargs)
 
-    monkeypatch.setattr("musicvae.audiofile.sf.SoundFile", spy)
+    monkeypatch.setattr("musicvae.core.audiofile.sf.SoundFile", spy)
     from_memfd, sr = decode_audio(data)
     monkeypatch.delattr("os.memfd_create")  # as on macOS and Windows
     from_file_object, _ = decode_audio(data)
@@ -273,7 +273,7 @@ def test_lyrics_vectorizer_without_words_leaves_lyrics_out(caplog):
 
 
 def test_an_audio_only_catalogue_is_no_lyrics_problem(caplog):
-    caplog.set_level("INFO", logger="musicvae.features")
+    caplog.set_level("INFO", logger="musicvae.model.features")
     vec = LyricsVectorizer().fit(["", "", ""])
     assert vec.vocabulary_ == [] and "no lyrics among 3 tracks" in caplog.text
     assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.errors import BatchValidationError, ConfigurationError
-from musicvae.ingest import run_ingest
-from musicvae.storage import ObjectStore
-from musicvae.thresholds import load
-from musicvae.validate import ValidationResult, batch_failure, run_validation
+from musicvae.core import db
+from musicvae.core.errors import BatchValidationError, ConfigurationError
+from musicvae.core.storage import ObjectStore
+from musicvae.ingest.run import run_ingest
+from musicvae.quality.thresholds import load
+from musicvae.quality.validate import ValidationResult, batch_failure, run_validation
 
 from .badinput import encode, tone
 

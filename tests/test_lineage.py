@@ -3,8 +3,8 @@ OpenLineage provider. The events a real pipeline emits: tests/test_e2e.py."""
 
 from dataclasses import replace
 
-from musicvae import lineage
-from musicvae.config import Settings
+from musicvae.core import lineage
+from musicvae.core.config import Settings
 
 SETTINGS = Settings(
     database_url="postgresql+psycopg2://u:p@db.example:6543/catalogue",
@@ -43,8 +43,8 @@ def test_a_record_is_taken_once_and_keeps_each_dataset_once():
 def test_the_extractor_hands_the_record_to_openlineage_with_a_musicvae_facet():
     from openlineage.client.serde import Serde
 
-    from musicvae.code_version import code_version
-    from musicvae.lineage_extractor import TaskFlowExtractor
+    from musicvae.core.code_version import code_version
+    from musicvae.core.lineage_extractor import TaskFlowExtractor
 
     lineage.take()
     lineage.read(lineage.table(SETTINGS, "tracks"))

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from musicvae.model import HybridVAE, VAEOutput, vae_loss
+from musicvae.model.vae import HybridVAE, VAEOutput, vae_loss
 
 N_MELS, N_FRAMES, VOCAB, LATENT = 16, 40, 30, 6
 

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicvae import frontends, musicnn
-from musicvae.frontends import MelFrontend, MusicnnFrontend, from_dict, frontend
-from musicvae.musicnn import LAYERS, MusicnnConfig, load_network, log_mel, patches
-from musicvae.tfcheckpoint import CheckpointFormatError, load_checkpoint, read_index
+from musicvae.model import frontends, musicnn
+from musicvae.model.frontends import MelFrontend, MusicnnFrontend, from_dict, frontend
+from musicvae.model.musicnn import LAYERS, MusicnnConfig, load_network, log_mel, patches
+from musicvae.model.tfcheckpoint import CheckpointFormatError, load_checkpoint, read_index
 
 DATA = Path(__file__).parent / "data" / "musicnn"
 CLIPS = sorted(DATA.glob("*.flac"))
@@ -177,7 +177,7 @@ def test_front_ends_stack_patches_and_round_trip_their_settings():
 
 
 def test_unknown_front_end_settings_are_refused_clearly():
-    from musicvae.errors import ConfigurationError
+    from musicvae.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="audio_frontend"):
         frontend("vggish")
@@ -197,9 +197,9 @@ def test_every_install_path_takes_the_pinned_wheel_without_its_dependencies():
 
 
 def test_a_retrain_without_epochs_takes_its_front_ends_default():
-    from musicvae.errors import ConfigurationError
-    from musicvae.frontends import EPOCHS
-    from musicvae.retrain import RetrainParams
+    from musicvae.core.errors import ConfigurationError
+    from musicvae.model.frontends import EPOCHS
+    from musicvae.retrain.steps import RetrainParams
 
     assert RetrainParams().audio_frontend == "musicnn"
     assert RetrainParams().epochs == EPOCHS["musicnn"]

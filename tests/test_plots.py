@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from musicvae import plots
-from musicvae.evaluation import Result
+from musicvae.model import plots
+from musicvae.model.evaluation import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

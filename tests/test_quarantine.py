@@ -3,11 +3,11 @@
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
 from musicvae.cli import main
-from musicvae.ingest import run_ingest
-from musicvae.quarantine import ReleaseError, release
-from musicvae.validate import run_validation
+from musicvae.core import db
+from musicvae.ingest.run import run_ingest
+from musicvae.quality.quarantine import ReleaseError, release
+from musicvae.quality.validate import run_validation
 
 
 def _track(settings, status: str) -> tuple[str, str]:

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
-from musicvae.clustering import stable_ids
-from musicvae.recluster import (
+from musicvae.catalogue.recluster import (
     attach_embeddings,
     build_hnsw_index,
     embeddings_table,
     write_embeddings,
 )
+from musicvae.core import db
+from musicvae.model.clustering import stable_ids
 
 from .conftest import REPO
 

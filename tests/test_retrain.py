@@ -15,12 +15,16 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from musicvae import db, registry
-from musicvae.features import LyricsVectorizer
-from musicvae.ingest import run_ingest
-from musicvae.promotion import decide
-from musicvae.recluster import run_recluster
-from musicvae.retrain import (
+from musicvae.catalogue.recluster import run_recluster
+from musicvae.core import db
+from musicvae.core.storage import ObjectStore
+from musicvae.ingest.run import run_ingest
+from musicvae.model.features import LyricsVectorizer
+from musicvae.model.train import split_rows
+from musicvae.quality.validate import run_validation
+from musicvae.registry import versions
+from musicvae.retrain.promotion import decide
+from musicvae.retrain.steps import (
     RetrainParams,
     candidate_prefix,
     load_snapshot,
@@ -30,9 +34,6 @@ from musicvae.retrain import (
     take_snapshot,
     train,
 )
-from musicvae.storage import ObjectStore
-from musicvae.train import split_rows
-from musicvae.validate import run_validation
 
 FAST = RetrainParams(epochs=3, n_clusters=4, vocab_size=128)
 
@@ -72,7 +73,7 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
 
     assert decision["promoted"] and "no champion" in decision["reason"]
     with db.engine(settings.database_url).connect() as conn:
-        assert registry.champion(conn).version == version
+        assert versions.champion(conn).version == version
     result = run_recluster(settings, "recluster-1")
     assert result.model_version == version and result.n_tracks == 25
     # A second run keeps every cluster's id, so nothing shows as moved; search is indexed.
@@ -110,7 +111,7 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
     )
     assert flows == [(3,)]
     # The clusters page shows the same figures, and draws the flows.
-    from musicvae.cluster_pages import clusters_html, flows_png
+    from musicvae.ui.cluster_pages import clusters_html, flows_png
 
     page = clusters_html(settings)
     assert "Clusters of run recluster-3" in page and "3 of 25 (12.0%)" in page
@@ -144,7 +145,7 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
 def test_the_evaluation_report_recomputes_the_research_table_with_plots(
     settings, landing, frontend, baseline
 ):
-    from musicvae.model_report import report
+    from musicvae.retrain.model_report import report
 
     snapshot = _catalogue(settings, landing, frontend)
     version = _train_and_register(
@@ -202,7 +203,7 @@ def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, la
     second = _train_and_register(settings, snapshot, RetrainParams(**{**asdict(FAST), "seed": 5}))
 
     # Evaluated against the champion: how far its latent space moved, on the same 25 tracks.
-    from musicvae.model_report import report
+    from musicvae.retrain.model_report import report
 
     drift = report(settings, second, seeds=(0,))["drift"]
     assert drift["against_version"] == first and drift["tracks"] == 25
@@ -216,7 +217,7 @@ def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, la
     assert kept["scores"]["candidate"] >= 0 and kept["scores"]["champion"] >= 0
     assert kept["held_out_tracks"] >= 3 and "kept the champion" in kept["reason"]
     with db.engine(settings.database_url).connect() as conn:
-        assert registry.champion(conn).version == first
+        assert versions.champion(conn).version == first
     recorded = _query(
         settings, "SELECT promotion FROM model_versions WHERE version = :v", v=second
     )[0][0]
@@ -225,7 +226,7 @@ def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, la
     promoted = decide(settings, second, margin=1.0)
     assert promoted["promoted"] and promoted["champion_before"] == first
     with db.engine(settings.database_url).connect() as conn:
-        assert registry.champion(conn).version == second
+        assert versions.champion(conn).version == second
 
 
 def test_the_lyrics_vocabulary_is_fitted_on_the_training_split_only(settings, landing):
@@ -247,8 +248,8 @@ def test_the_lyrics_vocabulary_is_fitted_on_the_training_split_only(settings, la
 
 TRAIN_IN_CHILD = """
 import logging, sys
-from musicvae.config import Settings
-from musicvae.retrain import RetrainParams, train
+from musicvae.core.config import Settings
+from musicvae.retrain.steps import RetrainParams, train
 logging.basicConfig(level=logging.INFO)
 train(Settings.from_env(), sys.argv[1], RetrainParams(epochs=8, n_clusters=4, vocab_size=128))
 """
@@ -304,8 +305,8 @@ def test_a_killed_training_resumes_from_its_checkpoint(new_settings, landing):
 
 RECLUSTER_IN_CHILD = """
 import sys
-from musicvae.config import Settings
-from musicvae.recluster import run_recluster
+from musicvae.core.config import Settings
+from musicvae.catalogue.recluster import run_recluster
 run_recluster(Settings.from_env(), sys.argv[1])
 """
 
@@ -373,7 +374,7 @@ def test_a_writer_killed_mid_transaction_leaves_the_previous_state(settings, lan
 def test_tracks_validated_after_a_recluster_join_the_nearest_cluster(settings, landing):
     import pandas as pd
 
-    from musicvae.assign import assign_new_tracks, nearest
+    from musicvae.catalogue.assign import assign_new_tracks, nearest
 
     csv = landing / "MERGE_Bimodal_Balanced" / "merge_bimodal_balanced_metadata.csv"
     full = csv.read_bytes()
@@ -457,7 +458,7 @@ def test_cluster_cards_show_the_members_nearest_each_centre_with_expiring_audio_
 
     import requests
 
-    from musicvae.cluster_pages import card, card_html, map_png
+    from musicvae.ui.cluster_pages import card, card_html, map_png
 
     snapshot = _catalogue(settings, landing)
     version = _train_and_register(settings, snapshot, FAST)

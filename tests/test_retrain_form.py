@@ -3,9 +3,9 @@
 import pytest
 
 from musicvae.cli import build_parser
-from musicvae.errors import ConfigurationError
-from musicvae.retrain import RetrainParams
-from musicvae.retrain_form import AIRFLOW_ONLY, RETRAIN_FORM, resolve
+from musicvae.core.errors import ConfigurationError
+from musicvae.retrain.form import AIRFLOW_ONLY, RETRAIN_FORM, resolve
+from musicvae.retrain.steps import RetrainParams
 
 
 def test_the_form_defaults_are_the_training_defaults():
@@ -54,7 +54,7 @@ def test_the_command_line_offers_every_form_field():
 def test_approval_defaults_come_from_the_deployment_environment(monkeypatch):
     import importlib
 
-    import musicvae.retrain_form as form
+    import musicvae.retrain.form as form
 
     try:
         monkeypatch.setenv("MUSICVAE_REQUIRE_APPROVAL", "true")

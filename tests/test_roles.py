@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from musicvae import db
+from musicvae.core import db
 
 
 def _login(settings, group: str) -> str:
@@ -55,7 +55,7 @@ def test_the_pipeline_role_writes_rows_but_not_the_schema(settings):
 def test_the_pipeline_role_writes_a_recluster_run_into_its_own_partition(one_track):
     """The run's and the version's tables are made and attached by the schema owner's functions,
     nothing else."""
-    from musicvae.recluster import (
+    from musicvae.catalogue.recluster import (
         assignments_table,
         attach_assignments,
         attach_embeddings,

@@ -1,4 +1,4 @@
-"""Tests for the MERGE-shaped sample catalogue builder (musicvae.sample)."""
+"""Tests for the MERGE-shaped sample catalogue builder (musicvae.local.sample)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musicvae.sample import (
+from musicvae.local.sample import (
     DEFECT_IDS,
     MARKER_NAME,
     METADATA_NAME,
@@ -442,7 +442,7 @@ def test_dropping_defects_removes_their_files(tmp_path):
 
 
 def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
-    from musicvae.catalogue import Landing, scan
+    from musicvae.ingest.merge import Landing, scan
 
     built = build_sample(tmp_path, tracks=8, seed=2, progress=False, layout="audio_complete")
     assert built.root.name == "MERGE_Audio_Complete"

@@ -1,4 +1,4 @@
--- What each recluster run changed against the run before it (musicvae/churn.py), written in the
+-- What each recluster run changed against the run before it (musicvae/catalogue/churn.py), written in the
 -- run's own transaction. Cluster ids are matched across runs by member overlap, so a track whose
 -- cluster id changed moved, and an id only one of the two runs has was born or died.
 CREATE TABLE cluster_run_changes (

@@ -1,5 +1,5 @@
 -- Is the new data like the data the model was trained on? One row per validation run that had a
--- champion to compare with (musicvae/data_drift.py): merge_validate writes the feature drift of
+-- champion to compare with (musicvae/quality/data_drift.py): merge_validate writes the feature drift of
 -- the batch's valid tracks against the champion's training snapshot, and catalogue_assign adds
 -- the share of them that land far from every cluster centre once it has embedded them.
 CREATE TABLE drift_runs (

@@ -1,0 +1,310 @@
+"""catalogue_recluster: embed every valid track with the newest model and cluster the catalogue.
+
+Embeddings, assignments and cluster summaries of one run are written in one transaction, and a
+rerun of the same run replaces its own rows: readers see the previous run or this one, whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicvae.catalogue.churn import cluster_churn
+from musicvae.core import bulk, db, lineage
+from musicvae.core.config import Settings
+from musicvae.core.storage import ObjectStore
+from musicvae.model.clustering import (
+    Clustering,
+    agreement,
+    anchor_labels,
+    anchored_kmeans,
+    describe,
+    stable_ids,
+)
+from musicvae.registry import versions
+from musicvae.registry.embedding import embed_tracks, embedding_inputs
+from musicvae.retrain.steps import valid_tracks
+
+log = logging.getLogger("musicvae.catalogue.recluster")
+
+
+@dataclass
+class ReclusterResult:
+    run_id: str
+    model_version: int
+    n_tracks: int
+    n_clusters: int
+    metrics: dict
+    clusters: dict
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "n_tracks": self.n_tracks,
+            "n_clusters": self.n_clusters,
+            "metrics": self.metrics,
+        }
+
+
+def vector_literal(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(v).tolist()) + "]"
+
+
+def run_recluster(
+    settings: Settings, run_id: str, model_version: int | None = None
+) -> ReclusterResult:
+    store = ObjectStore(settings)
+    eng = db.engine(settings.database_url)
+    db.migrate(eng)
+    with eng.connect() as conn:
+        mv = versions.get(conn, model_version) if model_version else versions.champion(conn)
+        tracks = valid_tracks(conn)
+    model = versions.load(store, mv)
+    embeddings = embed_tracks(store, model, tracks)
+    params = mv.params
+    track_ids = [t["track_id"] for t in tracks]
+    with eng.connect() as conn:
+        previous_run, previous = _previous_run(conn, run_id)
+    clustering, anchored = anchored_kmeans(
+        embeddings,
+        params.get("n_clusters", 8),
+        params.get("seed", 0),
+        anchor_labels(track_ids, previous),
+    )
+    ids = stable_ids(clustering.labels, track_ids, previous)
+    clustering = Clustering(
+        ids[clustering.labels],
+        dict(zip(ids.tolist(), clustering.centroids, strict=True)),
+        clustering.distances,
+    )
+    genres = [t["genre"] for t in tracks]
+    quadrants = [t["quadrant"] for t in tracks]
+    summaries = describe(clustering.labels, genres, quadrants)
+    metrics = {
+        **{f"genre_{k}": v for k, v in agreement(genres, clustering.labels).items()},
+        **{f"quadrant_{k}": v for k, v in agreement(quadrants, clustering.labels).items()},
+        "anchored": anchored,
+    }
+    changes = None
+    if previous_run:
+        before = {t: c for c, members in previous.items() for t in members}
+        after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
+        changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
+    _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
+    lineage.read(*embedding_inputs(settings, model), lineage.table(settings, "tracks"))
+    lineage.wrote(
+        *lineage.tables(
+            settings,
+            "cluster_runs",
+            "clusters",
+            "cluster_assignments",
+            "track_embeddings",
+            *(("cluster_run_changes",) if changes else ()),
+        )
+    )
+    lineage.facts(model_version=mv.version, snapshot_id=mv.snapshot_id)
+    log.info(
+        "recluster %s: %d tracks into %d clusters with model version %d; %s",
+        run_id,
+        len(tracks),
+        len(summaries),
+        mv.version,
+        metrics,
+    )
+    return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
+
+
+def build_hnsw_index(conn, version: int, dim: int) -> None:
+    """The cosine HNSW index of one model version's embeddings, used by similar_tracks().
+
+    One index per version, on a cast expression: versions differ in width, and an index needs a
+    fixed dimension. It is built on the version's partition, or as a partial index on the
+    default partition where the version's rows are there. ef_construction 128 (pgvector's
+    default is 64) buys recall at build time.
+    """
+    version, dim = int(version), int(dim)
+    partition = conn.execute(
+        sa.text("SELECT to_regclass(track_embeddings_partition(:v))::text"), {"v": version}
+    ).scalar()
+    where = "" if partition else f" WHERE model_version = {version}"
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{version} "
+        f"ON {partition or 'track_embeddings_default'} "
+        f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+        f"WITH (m = 16, ef_construction = 128){where}"
+    )
+
+
+def embeddings_table(conn, version: int) -> str:
+    """Where this version's embeddings are COPYed: on its first run a table of its own, made in
+    the caller's transaction, which attach_embeddings() makes the version's partition of
+    track_embeddings; otherwise track_embeddings itself."""
+    made = conn.execute(
+        sa.text("SELECT track_embeddings_load_table(:v)"), {"v": int(version)}
+    ).scalar()
+    return made or "track_embeddings"
+
+
+def write_embeddings(
+    conn, table: str, version: int, run_id: str, track_ids: list[str], embeddings: np.ndarray
+) -> None:
+    """COPY embeddings into `table`; into track_embeddings they replace the version's rows for
+    these tracks (one embedding per track and model version)."""
+    if table == "track_embeddings":
+        conn.execute(
+            sa.text(
+                "DELETE FROM track_embeddings WHERE model_version = :v AND track_id = ANY(:ids)"
+            ),
+            {"v": version, "ids": track_ids},
+        )
+    bulk.copy(
+        conn,
+        table,
+        ("track_id", "model_version", "run_id", "embedding"),
+        bulk.embedding_rows(track_ids, version, run_id, embeddings),
+        freeze=table != "track_embeddings",
+    )
+
+
+def attach_embeddings(conn, table: str, version: int) -> None:
+    """Key and foreign keys of the version's own table, each checked once over all its rows,
+    then the table becomes the version's partition."""
+    if table != "track_embeddings":
+        conn.execute(sa.text("SELECT track_embeddings_attach(:v)"), {"v": int(version)})
+
+
+def assignments_table(conn, run_id: str) -> str:
+    """Where this run's assignments are COPYed: a table of the run's own, made in the caller's
+    transaction, which attach_assignments() makes the run's partition of cluster_assignments;
+    or, for a rerun whose partition exists, cluster_assignments itself."""
+    made = conn.execute(
+        sa.text("SELECT cluster_assignments_load_table(:r)"), {"r": run_id}
+    ).scalar()
+    return made or "cluster_assignments"
+
+
+def write_assignments(
+    conn,
+    table: str,
+    run_id: str,
+    track_ids: list[str],
+    cluster_ids: np.ndarray,
+    distances: np.ndarray,
+    assigned_by: str | None = None,
+) -> None:
+    """COPY assignments into `table`; assigned_by defaults to 'recluster' (the column's default)."""
+    columns = ("run_id", "track_id", "cluster_id", "distance")
+    bulk.copy(
+        conn,
+        table,
+        columns if assigned_by is None else (*columns, "assigned_by"),
+        bulk.assignment_rows(run_id, track_ids, cluster_ids, distances, assigned_by),
+        # Rows COPYed into a table made in the same transaction can be stored frozen.
+        freeze=table != "cluster_assignments",
+    )
+
+
+def attach_assignments(conn, table: str, run_id: str) -> None:
+    """Key and foreign keys of the run's own table, each checked once over all its rows, then
+    the table becomes the run's partition. Attaching briefly locks the default partition, so
+    it is the last statement of the run's transaction."""
+    if table != "cluster_assignments":
+        conn.execute(sa.text("SELECT cluster_assignments_attach(:r)"), {"r": run_id})
+
+
+def _previous_run(conn, run_id: str) -> tuple[str | None, dict[int, set[str]]]:
+    """The latest other recluster run and its members per cluster (None, {} when none)."""
+    previous = conn.execute(
+        sa.text(
+            "SELECT run_id FROM cluster_runs WHERE run_id <> :r "
+            "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+        ),
+        {"r": run_id},
+    ).scalar()
+    rows = conn.execute(
+        sa.text("SELECT cluster_id, track_id FROM cluster_assignments WHERE run_id = :p"),
+        {"p": previous},
+    ).all()
+    members: dict[int, set[str]] = {}
+    for cluster_id, track_id in rows:
+        members.setdefault(cluster_id, set()).add(track_id)
+    return previous, members
+
+
+def _write(
+    eng: sa.Engine,
+    run_id: str,
+    version: int,
+    tracks: list[dict],
+    embeddings: np.ndarray,
+    clustering: Clustering,
+    summaries: dict,
+    metrics: dict,
+    changes: dict | None,
+) -> None:
+    with eng.begin() as conn:
+        # Cascades to this run's clusters, assignments and embeddings, and nothing else.
+        conn.execute(sa.text("DELETE FROM cluster_runs WHERE run_id = :r"), {"r": run_id})
+        conn.execute(
+            sa.text(
+                "INSERT INTO cluster_runs (run_id, model_version, n_clusters, n_tracks, metrics) "
+                "VALUES (:r, :v, :k, :n, CAST(:m AS jsonb))"
+            ),
+            {
+                "r": run_id,
+                "v": version,
+                "k": len(summaries),
+                "n": len(tracks),
+                "m": json.dumps(metrics),
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO clusters (run_id, cluster_id, size, label, top_genres, top_quadrants, "
+                "centroid) VALUES (:r, :c, :size, :label, CAST(:g AS jsonb), CAST(:q AS jsonb), "
+                "CAST(:centroid AS vector))"
+            ),
+            [
+                {
+                    "r": run_id,
+                    "c": c,
+                    "size": s["size"],
+                    "label": s["label"],
+                    "g": json.dumps(s["top_genres"]),
+                    "q": json.dumps(s["top_quadrants"]),
+                    "centroid": vector_literal(clustering.centroids[c]),
+                }
+                for c, s in summaries.items()
+            ],
+        )
+        # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
+        track_ids = [t["track_id"] for t in tracks]
+        vectors = embeddings_table(conn, version)
+        write_embeddings(conn, vectors, version, run_id, track_ids, embeddings)
+        attach_embeddings(conn, vectors, version)
+        table = assignments_table(conn, run_id)
+        write_assignments(conn, table, run_id, track_ids, clustering.labels, clustering.distances)
+        if changes:
+            _write_changes(conn, run_id, changes)
+        build_hnsw_index(conn, version, int(embeddings.shape[1]))
+        attach_assignments(conn, table, run_id)
+
+
+def _write_changes(conn, run_id: str, changes: dict) -> None:
+    row = {"r": run_id, **changes}
+    for key in ("splits", "merges", "flows"):
+        row[key] = json.dumps(changes[key])
+    conn.execute(
+        sa.text(
+            "INSERT INTO cluster_run_changes (run_id, previous_run_id, tracks_compared, "
+            "tracks_moved, share_moved, ari, born, died, splits, merges, flows) VALUES (:r, "
+            ":previous_run_id, :tracks_compared, :tracks_moved, :share_moved, :ari, :born, "
+            ":died, CAST(:splits AS jsonb), CAST(:merges AS jsonb), CAST(:flows AS jsonb))"
+        ),
+        row,
+    )

@@ -1,0 +1,90 @@
+"""Settings, read from the environment so that no secret lives in the repository.
+
+The same variables configure the local stack (`musicvae stack up` writes them to
+`.stack/env`), the Airflow workers and a docker compose deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from musicvae.core.errors import ConfigurationError
+
+DEFAULT_BUCKET = "musicvae"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_secure: bool = False
+    bucket: str = DEFAULT_BUCKET
+    landing: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigurationError(
+                    f"{name} is not set. Start the local stack with `musicvae stack up` and "
+                    f"`source .stack/env`, or set it to your deployment's value."
+                )
+            return value
+
+        return cls(
+            database_url=required("MUSICVAE_DATABASE_URL"),
+            s3_endpoint=required("MUSICVAE_S3_ENDPOINT"),
+            s3_access_key=required("MUSICVAE_S3_ACCESS_KEY"),
+            s3_secret_key=required("MUSICVAE_S3_SECRET_KEY"),
+            s3_secure=env.get("MUSICVAE_S3_SECURE", "false").lower() in ("1", "true", "yes"),
+            bucket=env.get("MUSICVAE_BUCKET", DEFAULT_BUCKET),
+            landing=env.get("MUSICVAE_LANDING", ""),
+        )
+
+    @classmethod
+    def from_connections(cls, catalogue, s3, env: dict[str, str] | None = None) -> Settings:
+        """From Airflow Connections: `catalogue` a postgres one, `s3` an aws one whose extra
+        holds `endpoint_url` (MinIO). Bucket and landing zone still come from the environment."""
+        import sqlalchemy as sa
+
+        env = os.environ if env is None else env
+        endpoint = (s3.extra_dejson or {}).get("endpoint_url", "")
+        if not endpoint:
+            raise ConfigurationError(
+                "the musicvae_s3 connection has no endpoint_url in its extra, e.g. "
+                '{"endpoint_url": "http://minio:9000"}'
+            )
+        url = sa.URL.create(
+            "postgresql+psycopg2",
+            username=catalogue.login,
+            password=catalogue.password,
+            host=catalogue.host,
+            port=catalogue.port or 5432,
+            database=catalogue.schema,
+        )
+        return cls(
+            database_url=url.render_as_string(hide_password=False),
+            s3_endpoint=endpoint.split("://", 1)[-1].rstrip("/"),
+            s3_access_key=s3.login,
+            s3_secret_key=s3.password,
+            s3_secure=endpoint.startswith("https://"),
+            bucket=env.get("MUSICVAE_BUCKET", DEFAULT_BUCKET),
+            landing=env.get("MUSICVAE_LANDING", ""),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "MUSICVAE_DATABASE_URL": self.database_url,
+            "MUSICVAE_S3_ENDPOINT": self.s3_endpoint,
+            "MUSICVAE_S3_ACCESS_KEY": self.s3_access_key,
+            "MUSICVAE_S3_SECRET_KEY": self.s3_secret_key,
+            "MUSICVAE_S3_SECURE": str(self.s3_secure).lower(),
+            "MUSICVAE_BUCKET": self.bucket,
+            "MUSICVAE_LANDING": self.landing,
+        }

@@ -1,0 +1,235 @@
+"""Is the new data like the data the champion was trained on?
+
+Two views, each against the champion:
+- feature drift (merge_validate): every profile feature of the batch's valid tracks against the
+  same feature over the champion's training snapshot: population stability index and a
+  two-sample Kolmogorov-Smirnov test;
+- out-of-distribution share (catalogue_assign): the share of the batch's tracks whose embedding
+  lies farther from its nearest cluster centre than nearly all of the champion's own tracks do.
+
+Both land in one `drift_runs` row per validation run; the limits are in data_quality.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicvae.quality.thresholds import Thresholds
+
+log = logging.getLogger("musicvae.quality.data_drift")
+
+FEATURES = (
+    "duration_s",
+    "rms_dbfs",
+    "peak",
+    "clipped_fraction",
+    "leading_silence_s",
+    "trailing_silence_s",
+    "lyrics_words",
+    "lyrics_chars",
+    "lyrics_garbage_ratio",
+)
+# An empty bin on one side would make the PSI infinite; this is the usual floor.
+_EMPTY_BIN = 1e-4
+
+
+@dataclass(frozen=True)
+class FeatureShift:
+    psi: float
+    ks: float
+    p_value: float
+    n_reference: int
+    n_batch: int
+    drifted: bool
+
+
+@dataclass
+class DriftCheck:
+    model_version: int
+    snapshot_id: str
+    reference_tracks: int
+    batch_tracks: int
+    features: dict[str, FeatureShift]
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [name for name, shift in self.features.items() if shift.drifted]
+
+
+def psi(reference: np.ndarray, batch: np.ndarray, bins: int) -> float:
+    """Population stability index of `batch` against `reference`, over quantile bins of the two
+    pooled: a batch beyond the reference's range, or off a value the reference always takes
+    (a fixed clip length), gets bins of its own. Tied quantiles merge into one edge."""
+    pooled = np.concatenate([reference, batch])
+    edges = np.unique(np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1]))
+
+    def shares(x: np.ndarray) -> np.ndarray:
+        counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
+        return np.clip(counts / len(x), _EMPTY_BIN, None)
+
+    ref, new = shares(reference), shares(batch)
+    return float(np.sum((new - ref) * np.log(new / ref)))
+
+
+def compare(
+    reference: dict[str, list], batch: dict[str, list], limits: Thresholds
+) -> dict[str, FeatureShift]:
+    """Each feature both sides have enough values of: how far the batch moved, and whether that
+    is drift by the limits. Values are per track; None (no lyrics, say) is left out."""
+    from scipy.stats import ks_2samp
+
+    columns = {}
+    for name in FEATURES:
+        ref, new = (_values(side.get(name, ())) for side in (reference, batch))
+        if min(len(ref), len(new)) >= limits.min_drift_tracks:
+            columns[name] = (ref, new)
+    shifts = {}
+    for name, (ref, new) in columns.items():
+        ks = ks_2samp(ref, new)
+        # About 5 values a bin at least: finer bins on a small batch measure only noise.
+        index = psi(ref, new, max(2, min(limits.psi_bins, min(len(ref), len(new)) // 5)))
+        shifts[name] = FeatureShift(
+            psi=round(index, 4),
+            ks=round(float(ks.statistic), 4),
+            p_value=float(ks.pvalue),
+            n_reference=len(ref),
+            n_batch=len(new),
+            drifted=bool(
+                index > limits.max_psi and ks.pvalue < limits.max_ks_pvalue / len(columns)
+            ),
+        )
+    return shifts
+
+
+def _values(values) -> np.ndarray:
+    array = np.array([v for v in values if v is not None], dtype=np.float64)
+    return array[np.isfinite(array)]
+
+
+def _by_feature(profiles: list[dict]) -> dict[str, list]:
+    return {name: [p.get(name) for p in profiles] for name in FEATURES}
+
+
+# -- merge_validate: the batch's profiles against the champion's snapshot ------------------------
+
+
+def check_batch(conn, store, batch: list[dict], limits: Thresholds) -> DriftCheck | None:
+    """Feature drift of a batch's valid track profiles; None before there is a champion."""
+    from musicvae.registry import versions
+    from musicvae.retrain.steps import load_snapshot
+
+    champion = versions.champion(conn, required=False)
+    if champion is None or not batch:
+        return None
+    ids = [t["track_id"] for t in load_snapshot(store, champion.snapshot_id)]
+    reference = (
+        conn.execute(
+            sa.text("SELECT profile FROM track_profiles WHERE track_id = ANY(:ids)"), {"ids": ids}
+        )
+        .scalars()
+        .all()
+    )
+    return DriftCheck(
+        model_version=champion.version,
+        snapshot_id=champion.snapshot_id,
+        reference_tracks=len(reference),
+        batch_tracks=len(batch),
+        features=compare(_by_feature(reference), _by_feature(batch), limits),
+    )
+
+
+def write_check(conn, run_id: str, check: DriftCheck) -> None:
+    """The run's row, replaced whole on a rerun (the OOD share is measured again by assign)."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO drift_runs (run_id, model_version, snapshot_id, reference_tracks, "
+            "batch_tracks, features, drifted_features, drifted) VALUES (:r, :v, :s, :ref, :n, "
+            "CAST(:f AS jsonb), :names, :drifted) ON CONFLICT (run_id) DO UPDATE SET "
+            "checked_at = now(), model_version = EXCLUDED.model_version, "
+            "snapshot_id = EXCLUDED.snapshot_id, reference_tracks = EXCLUDED.reference_tracks, "
+            "batch_tracks = EXCLUDED.batch_tracks, features = EXCLUDED.features, "
+            "drifted_features = EXCLUDED.drifted_features, drifted = EXCLUDED.drifted, "
+            "cluster_run_id = NULL, ood_threshold = NULL, ood_tracks = NULL, ood_share = NULL"
+        ),
+        {
+            "r": run_id,
+            "v": check.model_version,
+            "s": check.snapshot_id,
+            "ref": check.reference_tracks,
+            "n": check.batch_tracks,
+            "f": json.dumps({name: asdict(s) for name, s in check.features.items()}),
+            "names": check.drifted_features,
+            "drifted": bool(check.drifted_features),
+        },
+    )
+
+
+# -- catalogue_assign: how far from the clusters the batch's tracks land -------------------------
+
+
+def ood_threshold(conn, cluster_run_id: str, quantile: float) -> float | None:
+    """The distance to its centre that all but (1 - quantile) of the run's own tracks stay under."""
+    distances = conn.execute(
+        sa.text(
+            "SELECT distance FROM cluster_assignments WHERE run_id = :r "
+            "AND assigned_by = 'recluster'"
+        ),
+        {"r": cluster_run_id},
+    ).scalars()
+    distances = np.fromiter(distances, dtype=np.float64)
+    return float(np.quantile(distances, quantile)) if len(distances) else None
+
+
+def record_ood(
+    conn, cluster_run_id: str, track_ids: list[str], distances: np.ndarray, limits: Thresholds
+) -> dict[str, float]:
+    """Out-of-distribution share of each validation run the tracks came from; {run: share}."""
+    threshold = ood_threshold(conn, cluster_run_id, limits.ood_quantile)
+    if threshold is None:
+        return {}
+    runs = dict(
+        conn.execute(
+            sa.text(
+                "SELECT t.track_id, t.validate_run_id FROM tracks t JOIN drift_runs d "
+                "ON d.run_id = t.validate_run_id WHERE t.track_id = ANY(:ids)"
+            ),
+            {"ids": track_ids},
+        ).all()
+    )
+    far = dict(zip(track_ids, np.asarray(distances) > threshold, strict=True))
+    shares = {}
+    for run_id in sorted(set(runs.values())):
+        flags = [far[t] for t, r in runs.items() if r == run_id]
+        shares[run_id] = float(np.mean(flags))
+        conn.execute(
+            sa.text(
+                "UPDATE drift_runs SET cluster_run_id = :c, ood_threshold = :t, "
+                "ood_tracks = :n, ood_share = :s, "
+                "drifted = cardinality(drifted_features) > 0 OR :s > :limit WHERE run_id = :r"
+            ),
+            {
+                "c": cluster_run_id,
+                "t": threshold,
+                "n": int(sum(flags)),
+                "s": shares[run_id],
+                "limit": limits.max_ood_share,
+                "r": run_id,
+            },
+        )
+        if shares[run_id] > limits.max_ood_share:
+            log.warning(
+                "data drift: %d of the %d tracks of validation run %s lie farther from every "
+                "cluster centre than %.0f%% of the champion's tracks (%.0f%% > %.0f%%)",
+                sum(flags),
+                len(flags),
+                run_id,
+                limits.ood_quantile * 100,
+                shares[run_id] * 100,
+                limits.max_ood_share * 100,
+            )
+    return shares
