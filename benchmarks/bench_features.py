@@ -41,7 +41,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from benchmarks.research_model import research_features
-from musicvae.local.sample import build_sample
+from musicvae.local.sample.layout import build_sample
 from musicvae.model.features import MelConfig, decode_audio, extract_mels
 from musicvae.model.frontends import MusicnnFrontend
 

@@ -38,19 +38,14 @@ from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import run_ingest
 from musicvae.local.stack import Stack
 from musicvae.model import evaluation, frontends
+from musicvae.model.baselines import pca, spectral_features, standardise
 from musicvae.model.features import LyricsVectorizer
 from musicvae.model.frontends import EPOCHS, MelFrontend, MusicnnFrontend
+from musicvae.model.inputs import lyrics_texts, training_data
 from musicvae.quality.validate import run_validation
 from musicvae.registry import versions
-from musicvae.retrain.steps import (
-    RetrainParams,
-    load_snapshot,
-    lyrics_texts,
-    prepare_features,
-    take_snapshot,
-    train,
-    training_data,
-)
+from musicvae.registry.snapshots import load_snapshot, take_snapshot
+from musicvae.retrain.steps import RetrainParams, prepare_features, train
 
 log = logging.getLogger("benchmarks.model")
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -118,7 +113,7 @@ def baselines(settings, snapshot: str) -> dict:
     tracks = load_snapshot(store, snapshot)
     vectorizer = LyricsVectorizer().fit(lyrics_texts(store, tracks))
     mels = training_data(store, tracks, MelFrontend(), vectorizer)
-    spectral = evaluation.spectral_features(mels.audio)
+    spectral = spectral_features(mels.audio)
     pooled = frontends.pooled(training_data(store, tracks, MusicnnFrontend(), vectorizer).audio)
     return {
         "spectral": spectral,
@@ -205,11 +200,9 @@ def run_dataset(stack, name, landing, args) -> dict:
     res, res_rate = research_runs(landing, settings, snapshot, args.epochs, args.seeds)
     reps = {
         "spectral": base["spectral"],
-        "PCA": [evaluation.pca(base["both"], 32, s) for s in args.seeds],
-        "musicnn pooled": evaluation.standardise(base["frontend"]),
-        "musicnn pooled + PCA": [
-            evaluation.pca(base["frontend+lyrics"], 32, s) for s in args.seeds
-        ],
+        "PCA": [pca(base["both"], 32, s) for s in args.seeds],
+        "musicnn pooled": standardise(base["frontend"]),
+        "musicnn pooled + PCA": [pca(base["frontend+lyrics"], 32, s) for s in args.seeds],
         "research VAE": res,
         "hybrid VAE (mel)": vae_mel,
         "hybrid VAE (musicnn)": vae_musicnn,
@@ -264,7 +257,7 @@ def main() -> None:
     started = time.monotonic()
 
     from benchmarks.realaudio import build_realaudio
-    from musicvae.local.sample import build_sample
+    from musicvae.local.sample.layout import build_sample
 
     stack = Stack(CACHE / "stack")
     stack.up(airflow=False)

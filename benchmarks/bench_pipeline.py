@@ -30,8 +30,9 @@ from pathlib import Path
 from benchmarks.bench_features import machine_info
 from musicvae.local.airflow_client import AirflowClient, utcnow
 from musicvae.local.demo import run_and_follow, run_pipeline
-from musicvae.local.sample import build_sample
-from musicvae.local.stack import AIRFLOW_USER, Stack
+from musicvae.local.sample.layout import build_sample
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.stack import Stack
 
 log = logging.getLogger("benchmarks.pipeline")
 HERE = Path(__file__).resolve().parent

@@ -47,7 +47,8 @@ from benchmarks.research_model import (
     research_step,
 )
 from musicvae.model.features import MelConfig
-from musicvae.model.train import TrainConfig, TrainingData, fit
+from musicvae.model.train import fit
+from musicvae.model.trained import TrainConfig, TrainingData
 
 log = logging.getLogger("benchmarks.training")
 

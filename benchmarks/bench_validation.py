@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from musicvae.ingest.run import run_ingest
-from musicvae.local.sample import build_sample
+from musicvae.local.sample.layout import build_sample
 from musicvae.local.stack import Stack
 from musicvae.quality.validate import run_validation
 

@@ -24,7 +24,7 @@ def musicvae_retrain():
     def snapshot(dag_run=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from musicvae.retrain.steps import NotEnoughDataError, take_snapshot
+        from musicvae.registry.snapshots import NotEnoughDataError, take_snapshot
 
         with fail_fast():
             try:

@@ -20,7 +20,7 @@ def _stack(args):
 
 
 def cmd_sample(args) -> None:
-    from musicvae.local.sample import build_sample
+    from musicvae.local.sample.layout import build_sample
 
     s = build_sample(
         Path(args.out), tracks=args.tracks, seed=args.seed, defects=args.defects, layout=args.layout

@@ -55,7 +55,7 @@ def settings(new_settings):
 @pytest.fixture(scope="session")
 def sample_catalogue(tmp_path_factory):
     """A small MERGE-layout catalogue with the deliberate defects; built once, copied per use."""
-    from musicvae.local.sample import build_sample
+    from musicvae.local.sample.layout import build_sample
 
     root = tmp_path_factory.mktemp("sample")
     build_sample(root, tracks=24, seed=7, defects=True, progress=False)

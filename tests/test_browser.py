@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from musicvae.core import db
 from musicvae.local.airflow_client import AirflowClient, utcnow
-from musicvae.local.sample import build_sample
-from musicvae.local.stack import AIRFLOW_USER, Stack
+from musicvae.local.sample.layout import build_sample
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.stack import Stack
 from musicvae.retrain.queues import TRAINING_POOL
 
 from .conftest import REPO

@@ -8,7 +8,8 @@ import pytest
 
 from musicvae.core.errors import CatalogueError
 from musicvae.core.lyrics import decode_lyrics
-from musicvae.ingest.merge import Landing, genre_label, scan
+from musicvae.ingest.landing import Landing
+from musicvae.ingest.merge import genre_label, scan
 
 from .conftest import SEED_CSV
 

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 
 from musicvae.core import db
 from musicvae.local.airflow_client import AirflowClient, utcnow
-from musicvae.local.sample import build_sample
-from musicvae.local.stack import AIRFLOW_DB, AIRFLOW_USER, Stack
+from musicvae.local.sample.layout import build_sample
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.servers.postgres import AIRFLOW_DB
+from musicvae.local.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

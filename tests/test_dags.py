@@ -27,6 +27,7 @@ HEAVY = (
     "minio",
     "pandas",
     "musicvae.model.train",
+    "musicvae.model.trained",
     "musicvae.model.features",
 )
 

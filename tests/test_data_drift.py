@@ -10,13 +10,14 @@ import pytest
 from musicvae.catalogue.assign import assign_new_tracks
 from musicvae.catalogue.recluster import run_recluster
 from musicvae.ingest.run import run_ingest
-from musicvae.model import plots
 from musicvae.quality.data_drift import FEATURES, compare, psi
 from musicvae.quality.thresholds import load
 from musicvae.quality.validate import run_validation
+from musicvae.registry.snapshots import take_snapshot
 from musicvae.retrain.form import drift_notice
 from musicvae.retrain.promotion import decide
-from musicvae.retrain.steps import prepare_features, take_snapshot
+from musicvae.retrain.steps import prepare_features
+from musicvae.ui import charts
 
 from .driftbatch import SHIFTED, add_batch
 from .test_retrain import FAST, _catalogue, _query, _train_and_register
@@ -71,7 +72,7 @@ def test_a_psi_over_its_limit_is_not_drift_when_the_test_says_it_may_be_chance()
 
 
 def test_the_drift_trend_plot_is_written(tmp_path):
-    path = plots.drift_trend(
+    path = charts.drift_trend(
         ["v1", "v2", "v3"],
         {"rms_dbfs": [0.05, 3.2, None], "duration_s": [0.0, 4.1, 0.0]},
         [0.0, 0.6, None],

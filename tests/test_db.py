@@ -149,14 +149,9 @@ def _previous_hnsw_index(conn, version: int, dim: int) -> None:
 def _populate(settings, landing) -> None:
     from musicvae.ingest.run import run_ingest
     from musicvae.quality.validate import run_validation
+    from musicvae.registry.snapshots import take_snapshot
     from musicvae.retrain.promotion import decide
-    from musicvae.retrain.steps import (
-        RetrainParams,
-        prepare_features,
-        register,
-        take_snapshot,
-        train,
-    )
+    from musicvae.retrain.steps import RetrainParams, prepare_features, register, train
 
     run_ingest(settings, "ingest", str(landing))
     run_validation(settings, "validate")

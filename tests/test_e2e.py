@@ -13,8 +13,9 @@ from musicvae.core import db
 from musicvae.core.storage import ObjectStore
 from musicvae.local.airflow_client import AirflowClient, utcnow
 from musicvae.local.demo import run_pipeline
-from musicvae.local.sample import build_sample
-from musicvae.local.stack import AIRFLOW_USER, Stack
+from musicvae.local.sample.layout import build_sample
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from musicvae.assets import fail_fast
 from musicvae.core.config import Settings
 from musicvae.core.errors import BatchValidationError, ModelNotFoundError
-from musicvae.ingest.merge import Landing, scan
+from musicvae.ingest.landing import Landing
+from musicvae.ingest.merge import scan
+from musicvae.registry.snapshots import NotEnoughDataError
 from musicvae.retrain.form import resolve
-from musicvae.retrain.steps import NotEnoughDataError
 
 
 def _closed_port() -> int:

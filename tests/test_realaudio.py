@@ -26,7 +26,8 @@ from benchmarks.realaudio import (
     window_starts,
     write_catalogue,
 )
-from musicvae.ingest.merge import AUDIO_ID, Landing, genre_label, scan
+from musicvae.ingest.landing import Landing
+from musicvae.ingest.merge import AUDIO_ID, genre_label, scan
 
 
 @pytest.mark.parametrize("duration", [40.0, 45.0, 64.9, 70.0, 100.0, 101.0, 180.0, 600.0])

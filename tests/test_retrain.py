@@ -20,18 +20,17 @@ from musicvae.core import db
 from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import run_ingest
 from musicvae.model.features import LyricsVectorizer
+from musicvae.model.inputs import lyrics_texts
 from musicvae.model.train import split_rows
 from musicvae.quality.validate import run_validation
 from musicvae.registry import versions
+from musicvae.registry.snapshots import load_snapshot, take_snapshot
 from musicvae.retrain.promotion import decide
 from musicvae.retrain.steps import (
     RetrainParams,
     candidate_prefix,
-    load_snapshot,
-    lyrics_texts,
     prepare_features,
     register,
-    take_snapshot,
     train,
 )
 

@@ -1,4 +1,4 @@
-"""Tests for the MERGE-shaped sample catalogue builder (musicvae.local.sample)."""
+"""Tests for the MERGE-shaped sample catalogue builder (the musicvae.local.sample package)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,17 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musicvae.local.sample import (
+from musicvae.ingest.merge import genre_label
+from musicvae.local.sample.audio import encode_mp3, render_audio
+from musicvae.local.sample.genres import genre_counts
+from musicvae.local.sample.layout import (
     DEFECT_IDS,
     MARKER_NAME,
     METADATA_NAME,
     ROOT_NAME,
     build_sample,
-    encode_mp3,
-    genre_counts,
-    genre_label,
-    genre_vocabulary,
-    render_audio,
-    render_lyrics,
 )
+from musicvae.local.sample.lyrics import genre_vocabulary, render_lyrics
 
 TRACKS = 24
 
@@ -442,7 +440,8 @@ def test_dropping_defects_removes_their_files(tmp_path):
 
 
 def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
-    from musicvae.ingest.merge import Landing, scan
+    from musicvae.ingest.landing import Landing
+    from musicvae.ingest.merge import scan
 
     built = build_sample(tmp_path, tracks=8, seed=2, progress=False, layout="audio_complete")
     assert built.root.name == "MERGE_Audio_Complete"

@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
-from musicvae.model.train import TrainConfig, TrainedModel, TrainingData, fit, split_rows
+from musicvae.model.train import fit, split_rows
+from musicvae.model.trained import TrainConfig, TrainedModel, TrainingData
 from musicvae.model.vae import HybridVAE
 
 N_MELS, N_FRAMES, VOCAB = 16, 32, 20

@@ -22,7 +22,7 @@ from musicvae.core.storage import ObjectStore
 from musicvae.quality import data_drift, thresholds
 from musicvae.registry import versions
 from musicvae.registry.embedding import embed_tracks, embedding_inputs
-from musicvae.retrain.steps import valid_tracks
+from musicvae.registry.snapshots import valid_tracks
 
 log = logging.getLogger("musicvae.catalogue.assign")
 

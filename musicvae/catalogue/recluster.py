@@ -27,7 +27,7 @@ from musicvae.model.clustering import (
 )
 from musicvae.registry import versions
 from musicvae.registry.embedding import embed_tracks, embedding_inputs
-from musicvae.retrain.steps import valid_tracks
+from musicvae.registry.snapshots import valid_tracks
 
 log = logging.getLogger("musicvae.catalogue.recluster")
 

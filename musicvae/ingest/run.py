@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from musicvae.core import db, lineage
 from musicvae.core.config import Settings
 from musicvae.core.storage import ObjectStore, content_key, sha256_bytes
-from musicvae.ingest.merge import Landing, Rejection, TrackEntry, scan
+from musicvae.ingest.landing import Landing
+from musicvae.ingest.merge import Rejection, TrackEntry, scan
 
 log = logging.getLogger("musicvae.ingest.run")
 

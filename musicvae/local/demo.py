@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from musicvae.core import db
 from musicvae.local.airflow_client import AirflowClient, utcnow
-from musicvae.local.stack import AIRFLOW_USER, Stack
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.stack import Stack
 
 log = logging.getLogger("musicvae.local.demo")
 
@@ -78,7 +79,7 @@ def run_demo(
 ) -> str:
     """The pipeline on a synthetic sample, or on the user's own landing zone when one is given
     (a MERGE download is never written into)."""
-    from musicvae.local.sample import build_sample
+    from musicvae.local.sample.layout import build_sample
 
     started = time.monotonic()
     stack.up(landing=landing)

@@ -1,4 +1,5 @@
 """Figures for the evaluation report. Each function writes one PNG and returns its path.
+(The UI's own figures are in `musicvae.ui.charts`.)
 
 The pipeline renders these in Airflow workers and test processes that have no display, so the
 non-interactive Agg backend is selected before pyplot is imported.
@@ -7,9 +8,8 @@ non-interactive Agg backend is selected before pyplot is imported.
 from __future__ import annotations
 
 import math
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +29,7 @@ SIZE = (8, 6)
 OTHER_COLOUR = "#b0b0b0"
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     """Write and close: a long-running worker must not accumulate open figures."""
     path = Path(path)
     try:
@@ -38,12 +38,6 @@ def _save(fig: Figure, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
-
-
-def png_bytes(draw: Callable[..., Path], *args, **kwargs) -> bytes:
-    """What a figure function draws, as PNG bytes: for pages that serve a figure, not keep it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return draw(*args, path=Path(tmp) / "figure.png", **kwargs).read_bytes()
 
 
 def _top_labels(labels: Sequence[str | None], top: int) -> list[str]:
@@ -114,7 +108,7 @@ def latent_map(
         frameon=False,
         title="label (tracks)",
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +161,7 @@ def contingency_heatmap(
     ax.set_ylabel("true label")
     ax.set_title(title or f"Cluster membership of the {len(names)} most frequent labels")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="share of the label's tracks")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +214,7 @@ def reconstructions(
         bar.set_label(colour_name, fontsize=8)
         bar.ax.tick_params(labelsize=7)
     fig.suptitle(f"{what}: original (top) vs reconstruction (bottom)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +257,7 @@ def results_table_image(
         _style_table(table, rows, cells, metrics)
     n_seeds = max((r.n for r in cells.values()), default=0)
     ax.set_title(f"Clustering vs {labels} labels (mean ± sd over up to {n_seeds} seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _metric_header(metric: str) -> str:
@@ -299,7 +293,7 @@ def training_curves(history: list[dict], path: Path) -> Path:
     ax.set_title("Training curves")
     if not history:
         ax.text(0.5, 0.5, "no training history", ha="center", va="center", transform=ax.transAxes)
-        return _save(fig, path)
+        return save(fig, path)
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     lines = []
     for key, style in (("train_loss", "-o"), ("val_loss", "-s")):
@@ -317,125 +311,10 @@ def training_curves(history: list[dict], path: Path) -> Path:
         beta_ax.set_ylim(bottom=0)
     # Losses fall towards the bottom and beta climbs to the top: the middle right stays clear.
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _spans_decades(ax) -> bool:
     values = np.concatenate([line.get_ydata() for line in ax.get_lines()]).astype(np.float64)
     values = values[np.isfinite(values)]
     return values.size > 0 and values.min() > 0 and values.max() / values.min() > 20
-
-
-# ---------------------------------------------------------------------------------------------
-# Churn between two recluster runs
-
-
-def cluster_flows(
-    flows: Sequence[Sequence[int]], path: Path, title: str = "Tracks between two runs"
-) -> Path:
-    """An alluvial plot: the previous run's clusters stacked on the left, the current run's on
-    the right, and a band per flow of tracks (`[previous id, current id, tracks]`) whose width
-    is the number of tracks. Tracks that stayed are grey bands; moved ones take their colour."""
-    before, after = Counter(), Counter()
-    for p, c, n in flows:
-        before[p] += n
-        after[c] += n
-    total = sum(before.values()) or 1
-    gap = 0.02 * total
-    tops = {side: _stack(sizes, gap) for side, sizes in (("l", before), ("r", after))}
-    colours = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=SIZE)
-    out_l, in_r = dict(tops["l"]), dict(tops["r"])  # where each cluster's next band starts
-    x = np.linspace(0, 1, 50)
-    ease = 3 * x**2 - 2 * x**3  # smooth from the left column's height to the right one's
-    for p, c, n in sorted(flows, key=lambda f: (f[0], f[1])):
-        y0, y1 = out_l[p], in_r[c]
-        out_l[p] += n
-        in_r[c] += n
-        low = y0 + (y1 - y0) * ease
-        colour = OTHER_COLOUR if p == c else colours(c % 20)
-        ax.fill_between(x, low, low + n, color=colour, alpha=0.6, linewidth=0)
-    for side, xpos in (("l", -0.04), ("r", 1.0)):
-        sizes = before if side == "l" else after
-        for cluster, top in tops[side].items():
-            ax.add_patch(
-                plt.Rectangle((xpos, top), 0.04, sizes[cluster], color=colours(cluster % 20))
-            )
-            align = "right" if side == "l" else "left"
-            offset = -0.05 if side == "l" else 1.05
-            ax.text(
-                offset,
-                top + sizes[cluster] / 2,
-                f"{cluster} ({sizes[cluster]})",
-                ha=align,
-                va="center",
-                fontsize=8,
-            )
-    ax.set_xlim(-0.25, 1.25)
-    height = max(sum(s.values()) + gap * len(s) for s in (before, after))
-    ax.set_ylim(height, -gap)  # the first cluster on top
-    ax.set_xticks([0, 1], ["previous run", "this run"])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def _stack(sizes: Counter, gap: float) -> dict[int, float]:
-    """Top edge of each cluster's block, clusters in id order, a gap between blocks."""
-    tops, y = {}, 0.0
-    for cluster in sorted(sizes):
-        tops[cluster] = y
-        y += sizes[cluster] + gap
-    return tops
-
-
-def cluster_map(
-    xy: np.ndarray,
-    labels: np.ndarray,
-    highlight: int,
-    medoids: np.ndarray,
-    path: Path,
-    title: str = "",
-) -> Path:
-    """Every track as a grey point, one cluster's in colour, its medoids as stars, and each
-    cluster's id at the mean of its points."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    mine = labels == highlight
-    ax.scatter(*xy[~mine].T, s=6, color=OTHER_COLOUR, alpha=0.5, linewidths=0)
-    ax.scatter(*xy[mine].T, s=12, color="tab:blue", label=f"cluster {highlight}")
-    ax.scatter(*xy[medoids].T, s=120, marker="*", color="tab:orange", label="nearest its centre")
-    for c in np.unique(labels):
-        x, y = xy[labels == c].mean(axis=0)
-        ax.annotate(str(c), (x, y), ha="center", va="center", fontsize=9, weight="bold")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def drift_trend(
-    runs: Sequence[str],  # a label per run
-    psi: dict[str, Sequence[float | None]],
-    ood_share: Sequence[float | None],
-    limits: tuple[float, float],
-    path: Path,
-) -> Path:
-    """Feature drift over validation runs (oldest first): each feature's PSI against the
-    champion's training data above, the share of tracks out of distribution below, each with
-    its limit (`limits`: max PSI, max OOD share) as a dashed line."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=SIZE, sharex=True)
-    x = np.arange(len(runs))
-    for name, values in psi.items():
-        top.plot(x, [np.nan if v is None else v for v in values], marker="o", label=name)
-    shares = [np.nan if v is None else v for v in ood_share]
-    bottom.bar(x, shares, color=["#d62728" if s > limits[1] else "#1f77b4" for s in shares])
-    for ax, limit, label in ((top, limits[0], "PSI"), (bottom, limits[1], "out of distribution")):
-        ax.axhline(limit, color="black", linestyle="--", linewidth=1)
-        ax.set_ylabel(label)
-    top.set_title("New data against the champion's training data, per validation run")
-    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    bottom.set_xticks(x, runs, rotation=30, ha="right", fontsize=7)
-    return _save(fig, path)

@@ -121,7 +121,7 @@ def _by_feature(profiles: list[dict]) -> dict[str, list]:
 def check_batch(conn, store, batch: list[dict], limits: Thresholds) -> DriftCheck | None:
     """Feature drift of a batch's valid track profiles; None before there is a champion."""
     from musicvae.registry import versions
-    from musicvae.retrain.steps import load_snapshot
+    from musicvae.registry.snapshots import load_snapshot
 
     champion = versions.champion(conn, required=False)
     if champion is None or not batch:

@@ -1,4 +1,4 @@
-"""The data-quality limits, read from one documented file: musicvae/data_quality.toml."""
+"""The data-quality limits, read from one documented file: musicvae/quality/data_quality.toml."""
 
 from __future__ import annotations
 

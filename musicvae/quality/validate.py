@@ -11,8 +11,6 @@ is recorded as failed with its reason and report, and BatchValidationError is ra
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import mimetypes
 import re
@@ -23,78 +21,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import soundfile as sf
 import sqlalchemy as sa
 
 from musicvae.core import db, lineage
-from musicvae.core.audiofile import open_audio
 from musicvae.core.config import Settings
 from musicvae.core.errors import BatchValidationError
-from musicvae.core.lyrics import decode_lyrics
 from musicvae.core.storage import ObjectStore
-from musicvae.ingest.merge import QUADRANTS
 from musicvae.quality import data_drift, expectations
+from musicvae.quality.profiles import AUDIO_FIELDS, LYRICS_FIELDS, TrackCheck, check_track
+from musicvae.quality.records import write_run
+from musicvae.quality.report import render_report
 from musicvae.quality.thresholds import Thresholds, load
 
 log = logging.getLogger("musicvae.quality.validate")
-
-AUDIO_FIELDS = (
-    "audio_decodable",
-    "audio_error",
-    "codec",
-    "sample_rate",
-    "channels",
-    "duration_s",
-    "rms_dbfs",
-    "peak",
-    "clipped_fraction",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "digital_silence",
-    "silence_dbfs",
-)
-LYRICS_FIELDS = (
-    "lyrics_encoding",
-    "lyrics_utf8",
-    "lyrics_bom",
-    "lyrics_chars",
-    "lyrics_words",
-    "lyrics_empty",
-    "lyrics_garbage_ratio",
-)
-PAIRING = {  # (has audio, has lyrics)
-    (True, True): "paired",
-    (True, False): "audio_only",
-    (False, True): "lyrics_only",
-    (False, False): "none",
-}
-EXPECTED_PAIRING = {"audio": "audio_only", "lyrics": "lyrics_only", "bimodal": "paired"}
-# Characters that are not garbage in song lyrics besides letters, digits and whitespace.
-_PUNCTUATION = set(".,;:!?'\"()[]-–—…‘’“”&/*#%+=@$_~`<>|\\{}^")
-
-
-@dataclass
-class TrackCheck:
-    track_id: str
-    profile: dict = field(default_factory=dict)
-    issues: list[tuple[str, str, str]] = field(default_factory=list)  # (check, severity, detail)
-
-    def error(self, check: str, detail: str) -> None:
-        self.issues.append((check, "error", detail))
-
-    def warn(self, check: str, detail: str) -> None:
-        self.issues.append((check, "warning", detail))
-
-    @property
-    def valid(self) -> bool:
-        return not any(sev == "error" for _, sev, _ in self.issues)
-
-    @property
-    def reason(self) -> str | None:
-        errors = [detail for _, sev, detail in self.issues if sev == "error"]
-        return "; ".join(errors) or None
 
 
 @dataclass
@@ -120,153 +60,6 @@ class ValidationResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "valid_fraction": self.valid_fraction}
-
-
-# -- profiling: what the content is ------------------------------------------------------------
-
-
-def profile_audio(data: bytes, silence_dbfs: float) -> dict:
-    try:
-        with open_audio(data) as f:
-            sr, channels, fmt = f.samplerate, f.channels, f.format
-            samples = f.read(dtype="float32", always_2d=True)
-    except sf.LibsndfileError as e:
-        return {"audio_decodable": False, "audio_error": e.error_string}
-    except (RuntimeError, TypeError, ValueError) as e:
-        return {"audio_decodable": False, "audio_error": str(e)}
-    # The whole clip is in memory once: no pass below allocates more than a boolean mask or
-    # one channel's magnitudes, and no index array of every loud sample is built.
-    n = samples.shape[0]
-    magnitude = np.abs(samples)
-    peak = float(magnitude.max()) if samples.size else 0.0
-    clipped = np.count_nonzero(magnitude >= 0.999) / samples.size if samples.size else 0.0
-    mono = samples[:, 0] if channels == 1 else samples.mean(axis=1)
-    level = magnitude[:, 0] if channels == 1 else np.abs(mono)
-    loud = level > 10 ** (silence_dbfs / 20)
-    if loud.any():
-        leading, trailing = int(np.argmax(loud)), int(np.argmax(loud[::-1]))
-    else:
-        leading = trailing = n
-    rms = float(np.sqrt(np.dot(mono, mono) / n)) if n else 0.0
-    return {
-        "audio_decodable": True,
-        "audio_error": None,
-        "codec": fmt,
-        "sample_rate": sr,
-        "channels": channels,
-        "duration_s": round(n / sr if sr else 0.0, 3),
-        "rms_dbfs": round(20 * np.log10(max(rms, 1e-10)), 2),
-        "peak": round(peak, 4),
-        "clipped_fraction": round(float(clipped), 5),
-        "leading_silence_s": round(leading / max(sr, 1), 3),
-        "trailing_silence_s": round(trailing / max(sr, 1), 3),
-        "digital_silence": peak == 0.0,
-        "silence_dbfs": silence_dbfs,
-    }
-
-
-def garbage_ratio(text: str) -> float:
-    """Share of characters that are not letters, digits, whitespace or common punctuation."""
-    if not text:
-        return 0.0
-    bad = sum(not (ch.isalnum() or ch.isspace() or ch in _PUNCTUATION) for ch in text)
-    return round(bad / len(text), 4)
-
-
-def profile_lyrics(data: bytes) -> dict:
-    decoded = decode_lyrics(data)
-    text = decoded.text.strip()
-    return {
-        "lyrics_encoding": decoded.encoding,
-        "lyrics_utf8": not decoded.fallback,
-        "lyrics_bom": decoded.encoding == "utf-8-sig",
-        "lyrics_chars": len(text),
-        "lyrics_words": len(re.findall(r"\w+", text)),
-        "lyrics_empty": not text,
-        "lyrics_garbage_ratio": garbage_ratio(text),
-    }
-
-
-# -- judging: what the profile means, by the thresholds ------------------------------------------
-
-
-def judge_audio(p: dict, limits: Thresholds, check: TrackCheck) -> None:
-    if not p["audio_decodable"]:
-        check.error("audio_decodable", f"audio cannot be decoded: {p['audio_error']}")
-        return
-    duration, sr = p["duration_s"], p["sample_rate"]
-    if p["digital_silence"]:
-        check.error("audio_not_silent", "audio is digital silence")
-    if not limits.min_duration_s <= duration <= limits.max_duration_s:
-        check.error(
-            "audio_duration",
-            f"duration {duration:.1f} s outside "
-            f"[{limits.min_duration_s:g}, {limits.max_duration_s:g}] s",
-        )
-    if sr < limits.min_sample_rate:
-        check.error("audio_sample_rate", f"sample rate {sr} Hz below {limits.min_sample_rate} Hz")
-    if p["clipped_fraction"] > limits.max_clipped_fraction:
-        check.error("audio_clipping", f"{p['clipped_fraction']:.1%} of samples clipped")
-    edge = max(p["leading_silence_s"], p["trailing_silence_s"])
-    if not p["digital_silence"] and edge > limits.max_edge_silence_s:
-        check.warn(
-            "audio_edge_silence",
-            f"more than {limits.max_edge_silence_s:g} s of silence at the start or end",
-        )
-
-
-def judge_lyrics(p: dict, limits: Thresholds, check: TrackCheck) -> None:
-    if not p["lyrics_utf8"]:
-        check.warn("lyrics_utf8", f"lyrics are not UTF-8; decoded as {p['lyrics_encoding']}")
-    if p["lyrics_bom"]:
-        check.warn("lyrics_bom", "lyrics start with a UTF-8 byte-order mark (removed)")
-    if p["lyrics_empty"]:
-        check.error("lyrics_empty", "lyrics are empty (only whitespace)")
-    elif p["lyrics_words"] < limits.min_lyrics_words:
-        check.error(
-            "lyrics_length", f"lyrics have {p['lyrics_words']} words (< {limits.min_lyrics_words})"
-        )
-    elif p["lyrics_chars"] > limits.max_lyrics_chars:
-        check.error(
-            "lyrics_length",
-            f"lyrics have {p['lyrics_chars']} characters (> {limits.max_lyrics_chars})",
-        )
-    if p["lyrics_garbage_ratio"] > limits.max_garbage_ratio:
-        check.error(
-            "lyrics_garbage",
-            f"{p['lyrics_garbage_ratio']:.1%} of the lyrics are not text "
-            f"(> {limits.max_garbage_ratio:.0%})",
-        )
-
-
-def check_track(row, store: ObjectStore, limits: Thresholds, known: dict) -> TrackCheck:
-    """Profile one track (reusing a known profile of the same content) and judge it."""
-    check = TrackCheck(row.track_id)
-    p = check.profile
-    if row.quadrant not in QUADRANTS:
-        check.error("quadrant", f"quadrant {row.quadrant!r} is not one of Q1..Q4")
-    if row.audio_key:
-        cached = known.get(("audio", row.audio_sha256))
-        p.update(cached or profile_audio(store.get_bytes(row.audio_key), limits.silence_dbfs))
-        p["profiled"] = cached is None
-        judge_audio(p, limits, check)
-        suffix = row.audio_key.rsplit(".", 1)[-1].upper()
-        if p["audio_decodable"] and p["codec"] != suffix:
-            check.warn("audio_format", f"a {p['codec']} file named .{suffix.lower()}")
-    if row.lyrics_key:
-        cached = known.get(("lyrics", row.lyrics_sha256))
-        p.update(cached or profile_lyrics(store.get_bytes(row.lyrics_key)))
-        p["profiled"] = p.get("profiled", False) or cached is None
-        judge_lyrics(p, limits, check)
-    p["pairing"] = PAIRING[(bool(row.audio_key), bool(row.lyrics_key))]
-    p["expected_pairing"] = EXPECTED_PAIRING[row.subset.split("_")[0]]
-    if p["pairing"] != p["expected_pairing"]:
-        check.error(
-            "pairing",
-            f"{row.subset} tracks are {p['expected_pairing']}, this one is {p['pairing']}",
-        )
-    p["duplicate_of"] = None
-    return check
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -399,7 +192,7 @@ def run_validation(
         render_report(result, checks, outcomes, drift).encode(),
         "text/html; charset=utf-8",
     )
-    _write(eng, result, checks, outcomes, drift)
+    write_run(eng, result, checks, outcomes, drift)
     lineage.read(lineage.objects(settings, "raw"), lineage.table(settings, "tracks"))
     lineage.wrote(
         *lineage.tables(
@@ -448,7 +241,7 @@ def run_validation(
     if result.failure:
         raise BatchValidationError(
             f"validation run {run_id} failed as a batch: {result.failure}. No track changed "
-            f"status; fix the input (or the thresholds in musicvae/data_quality.toml) and "
+            f"status; fix the input (or the thresholds in musicvae/quality/data_quality.toml) and "
             f"ingest again. Report: {result.report_url}"
         )
     return result
@@ -534,177 +327,3 @@ def _upload_folder(store: ObjectStore, folder: Path, prefix: str) -> int:
 
 def _safe(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
-
-
-def _write(
-    eng: sa.Engine,
-    result: ValidationResult,
-    checks: list[TrackCheck],
-    outcomes,
-    drift: data_drift.DriftCheck | None,
-) -> None:
-    with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO data_quality_runs (run_id, tracks_checked, tracks_valid, "
-                "tracks_quarantined, report_key, summary, status, failure, valid_fraction, "
-                "docs_key) VALUES (:run_id, :c, :v, :q, :k, CAST(:s AS jsonb), :status, "
-                ":failure, :vf, :docs) ON CONFLICT (run_id) DO UPDATE SET "
-                "tracks_checked = EXCLUDED.tracks_checked, tracks_valid = EXCLUDED.tracks_valid, "
-                "tracks_quarantined = EXCLUDED.tracks_quarantined, "
-                "report_key = EXCLUDED.report_key, summary = EXCLUDED.summary, "
-                "status = EXCLUDED.status, failure = EXCLUDED.failure, "
-                "valid_fraction = EXCLUDED.valid_fraction, docs_key = EXCLUDED.docs_key"
-            ),
-            {
-                "run_id": result.run_id,
-                "c": result.tracks_checked,
-                "v": result.tracks_valid,
-                "q": result.tracks_quarantined,
-                "k": result.report_key,
-                "s": json.dumps({"reasons": result.reasons}),
-                "status": result.status,
-                "failure": result.failure,
-                "vf": result.valid_fraction,
-                "docs": result.docs_key,
-            },
-        )
-        conn.execute(
-            sa.text("DELETE FROM expectation_results WHERE run_id = :r"), {"r": result.run_id}
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO expectation_results (run_id, suite, position, expectation, "
-                "column_name, kwargs, severity, success, element_count, unexpected_count, "
-                "unexpected_percent, observed_value) VALUES (:run_id, :suite, :position, "
-                ":expectation, :column_name, CAST(:kwargs AS jsonb), :severity, :success, "
-                ":element_count, :unexpected_count, :unexpected_percent, "
-                "CAST(:observed_value AS jsonb))"
-            ),
-            [
-                {
-                    **asdict(o),
-                    "run_id": result.run_id,
-                    "kwargs": json.dumps(o.kwargs),
-                    "observed_value": json.dumps(o.observed_value),
-                }
-                for o in outcomes
-            ],
-        )
-        ids = [c.track_id for c in checks]
-        conn.execute(
-            sa.text("DELETE FROM track_issues WHERE run_id = :r AND track_id = ANY(:ids)"),
-            {"r": result.run_id, "ids": ids},
-        )
-        issues = [
-            {"r": result.run_id, "t": c.track_id, "n": n, "s": s, "d": d}
-            for c in checks
-            for n, s, d in c.issues
-        ]
-        if issues:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO track_issues (run_id, track_id, check_name, severity, detail) "
-                    "VALUES (:r, :t, :n, :s, :d)"
-                ),
-                issues,
-            )
-        conn.execute(
-            sa.text(
-                "INSERT INTO track_profiles (track_id, audio_sha256, lyrics_sha256, profile, "
-                "run_id) "
-                "SELECT track_id, audio_sha256, lyrics_sha256, CAST(:p AS jsonb), :r FROM tracks "
-                "WHERE track_id = :t ON CONFLICT (track_id) DO UPDATE SET "
-                "audio_sha256 = EXCLUDED.audio_sha256, lyrics_sha256 = EXCLUDED.lyrics_sha256, "
-                "profile = EXCLUDED.profile, run_id = EXCLUDED.run_id"
-            ),
-            [{"p": json.dumps(c.profile), "r": result.run_id, "t": c.track_id} for c in checks],
-        )
-        if drift is not None:
-            data_drift.write_check(conn, result.run_id, drift)
-        if result.failure:
-            return  # a failed batch decides nothing about its tracks: they stay 'new'
-        # Only tracks still 'new' change: an ingest that re-opened a track meanwhile wins.
-        conn.execute(
-            sa.text(
-                "UPDATE tracks SET status = :s, status_reason = :why, validate_run_id = :r, "
-                "updated_at = now() WHERE track_id = :t AND status = 'new'"
-            ),
-            [
-                {
-                    "s": "valid" if c.valid else "quarantined",
-                    "why": c.reason,
-                    "r": result.run_id,
-                    "t": c.track_id,
-                }
-                for c in checks
-            ],
-        )
-
-
-def render_drift(drift: data_drift.DriftCheck | None) -> str:
-    if drift is None:
-        return "<p>No champion model yet: nothing to compare this batch with.</p>"
-    rows = "".join(
-        f"<tr class={'bad' if s.drifted else 'ok'}><td>{name}</td><td>{s.psi:.3f}</td>"
-        f"<td>{s.ks:.3f}</td><td>{s.p_value:.2g}</td><td>{s.n_batch}</td><td>{s.n_reference}</td>"
-        f"<td>{'DRIFTED' if s.drifted else ''}</td></tr>"
-        for name, s in drift.features.items()
-    )
-    against = (
-        f"the training snapshot {html.escape(drift.snapshot_id)} of the champion, model version "
-        f"{drift.model_version} ({drift.reference_tracks} tracks)"
-    )
-    verdict = (
-        f"<p class=bad><b>Data drift:</b> {html.escape(', '.join(drift.drifted_features))} of "
-        f"this batch moved away from {against}. A model trained before this batch has not seen "
-        "data like it; retrain to learn from it.</p>"
-        if drift.drifted_features
-        else f"<p>No feature moved away from {against}.</p>"
-    )
-    return (
-        f"{verdict}<p>Limits in musicvae/data_quality.toml [drift]. The share of these tracks "
-        "out of distribution (far from every cluster centre) is added to the drift_runs row once "
-        "catalogue_assign has embedded them; the <a href='../../'>run list</a> shows it.</p>"
-        "<table><tr><th>feature</th><th>PSI</th><th>KS</th><th>p</th><th>batch</th>"
-        f"<th>snapshot</th><th></th></tr>{rows}</table>"
-    )
-
-
-def render_report(
-    result: ValidationResult,
-    checks: list[TrackCheck],
-    outcomes,
-    drift: data_drift.DriftCheck | None = None,
-) -> str:
-    rows = "".join(
-        f"<tr class={'ok' if c.valid else 'bad'}><td>{html.escape(c.track_id)}</td>"
-        f"<td>{'valid' if c.valid else 'quarantined'}</td>"
-        f"<td>{html.escape('; '.join(f'{s}: {d}' for _, s, d in c.issues))}</td></tr>"
-        for c in sorted(checks, key=lambda c: (c.valid, c.track_id))
-    )
-    reasons = "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in sorted(result.reasons.items()))
-    expected = "".join(
-        f"<tr class={'ok' if o.success else 'bad'}><td>{html.escape(o.suite)}</td>"
-        f"<td>{html.escape(o.expectation)}</td><td>{html.escape(o.column_name or '')}</td>"
-        f"<td>{o.severity}</td><td>{'passed' if o.success else 'FAILED'}</td>"
-        f"<td>{'' if o.unexpected_count is None else o.unexpected_count}</td></tr>"
-        for o in outcomes
-    )
-    run = html.escape(result.run_id)
-    verdict = (
-        f"<p class=bad><b>FAILED as a batch:</b> {html.escape(result.failure)}. "
-        "No track changed status.</p>"
-        if result.failure
-        else "<p><b>Passed.</b></p>"
-    )
-    return f"""<!doctype html><meta charset=utf-8><title>Data quality {run}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td{{padding:2px 8px}}.bad{{background:#fdd}}</style>
-<h1>Data quality run {run}</h1>{verdict}
-<p><a href="docs/index.html">Great Expectations Data Docs</a></p>
-<p>{result.tracks_checked} tracks checked: {result.tracks_valid} valid,
-{result.tracks_quarantined} quarantined.</p><ul>{reasons}</ul>
-<h2>Against the training data</h2>{render_drift(drift) if not result.failure else ""}
-<h2>Expectations</h2><table><tr><th>suite</th><th>expectation</th><th>column</th>
-<th>severity</th><th>result</th><th>unexpected</th></tr>{expected}</table>
-<h2>Tracks</h2><table><tr><th>track</th><th>status</th><th>issues</th></tr>{rows}</table>"""

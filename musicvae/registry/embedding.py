@@ -8,8 +8,8 @@ from musicvae.core import lineage
 from musicvae.core.config import Settings
 from musicvae.core.storage import ObjectStore
 from musicvae.model.featurestore import ensure_features
+from musicvae.model.inputs import training_data
 from musicvae.registry.versions import LoadedModel
-from musicvae.retrain.steps import training_data
 
 
 def embed_tracks(store: ObjectStore, loaded: LoadedModel, tracks: list[dict]) -> np.ndarray:

@@ -15,6 +15,15 @@ from musicvae.core.storage import ObjectStore
 from musicvae.model import frontends
 from musicvae.model.features import LyricsVectorizer
 
+# Where pickled classes live now: versions saved before musicvae/ became subpackages name the
+# module their vectorizer's class was in then.
+MOVED_MODULES = {"musicvae.features": "musicvae.model.features"}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
 
 @dataclass
 class ModelVersion:
@@ -29,7 +38,7 @@ class ModelVersion:
 @dataclass
 class LoadedModel:
     version: ModelVersion
-    model: object  # musicvae.model.train.TrainedModel
+    model: object  # musicvae.model.trained.TrainedModel
     vectorizer: LyricsVectorizer
     frontend: frontends.Frontend
 
@@ -137,7 +146,7 @@ def get(conn, version: int) -> ModelVersion:
 def load(store: ObjectStore, mv: ModelVersion) -> LoadedModel:
     import torch
 
-    from musicvae.model.train import TrainedModel
+    from musicvae.model.trained import TrainedModel
 
     state = torch.load(
         io.BytesIO(store.get_bytes(f"{mv.artifact_prefix}/model.pt")),
@@ -145,7 +154,9 @@ def load(store: ObjectStore, mv: ModelVersion) -> LoadedModel:
         weights_only=False,
     )
     # The vectorizer was written by this pipeline's own retrain task, never by a user.
-    vectorizer = pickle.loads(store.get_bytes(f"{mv.artifact_prefix}/vectorizer.pkl"))  # noqa: S301
+    vectorizer = _Unpickler(
+        io.BytesIO(store.get_bytes(f"{mv.artifact_prefix}/vectorizer.pkl"))
+    ).load()
     config = store.get_json(f"{mv.artifact_prefix}/config.json")
     # Versions saved before front ends were selectable stored their MelConfig as "mel".
     frontend = frontends.from_dict(config["frontend"] if "frontend" in config else config["mel"])

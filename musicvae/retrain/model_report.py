@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from musicvae.core import db, lineage
 from musicvae.core.config import Settings
 from musicvae.core.storage import ObjectStore
-from musicvae.model import evaluation, frontends, plots
+from musicvae.model import baselines, evaluation, frontends, plots
+from musicvae.model.inputs import training_data
 from musicvae.model.latent_drift import embedding_drift
 from musicvae.registry import versions
 from musicvae.registry.embedding import embed_tracks
+from musicvae.registry.snapshots import load_snapshot
 from musicvae.registry.versions import LoadedModel
-from musicvae.retrain.steps import load_snapshot, training_data
 
 log = logging.getLogger("musicvae.retrain.model_report")
 
@@ -40,13 +41,13 @@ def representations(loaded: LoadedModel, data, seeds=SEEDS) -> dict:
     if data.patches:
         name, audio = "front end", frontends.pooled(data.audio)
     else:
-        name, audio = "spectral", evaluation.spectral_features(data.audio)
+        name, audio = "spectral", baselines.spectral_features(data.audio)
     both = np.hstack([audio, data.lyrics])
     latent = loaded.model.config.latent_dim
     return {
         name: audio,
-        "PCA": [evaluation.pca(both, latent, s) for s in seeds],
-        "plain AE": [evaluation.plain_autoencoder(both, latent, s) for s in seeds],
+        "PCA": [baselines.pca(both, latent, s) for s in seeds],
+        "plain AE": [baselines.plain_autoencoder(both, latent, s) for s in seeds],
         VAE: loaded.model.embed(data),
     }
 

@@ -29,6 +29,7 @@ class RetrainResult:
 
 def run_retrain(settings: Settings, values: dict, run_id: str = "cli-retrain") -> RetrainResult:
     """snapshot -> features -> train -> register -> evaluate -> promote, as musicvae_retrain."""
+    from musicvae.registry import snapshots
     from musicvae.retrain import steps
     from musicvae.retrain.model_report import report
     from musicvae.retrain.promotion import decide
@@ -38,7 +39,7 @@ def run_retrain(settings: Settings, values: dict, run_id: str = "cli-retrain") -
     result = RetrainResult(snapshot={})
     clock = result.seconds
     with _step(clock, "snapshot"):
-        result.snapshot = steps.take_snapshot(settings)
+        result.snapshot = snapshots.take_snapshot(settings)
     snapshot_id = result.snapshot["snapshot_id"]
     with _step(clock, "features"):
         result.features = steps.prepare_features(settings, snapshot_id, params.audio_frontend)

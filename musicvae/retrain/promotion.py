@@ -18,7 +18,7 @@ from musicvae.core.storage import ObjectStore
 from musicvae.model.clustering import agreement, kmeans
 from musicvae.registry import versions
 from musicvae.registry.embedding import embed_tracks
-from musicvae.retrain.steps import load_snapshot
+from musicvae.registry.snapshots import load_snapshot
 
 log = logging.getLogger("musicvae.retrain.promotion")
 

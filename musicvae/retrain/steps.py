@@ -1,4 +1,5 @@
-"""musicvae_retrain: snapshot the valid tracks, cache features, train the beta-VAE, register it.
+"""musicvae_retrain after its snapshot (`registry.snapshots`): cache features, train the
+beta-VAE, register it.
 
 Each step is one function the DAG calls with ids; data moves through object storage. Retraining
 the same snapshot with the same parameters and code finds the registered version and stops.
@@ -13,27 +14,20 @@ import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import sqlalchemy as sa
 
 from musicvae.core import db, lineage
 from musicvae.core.code_version import code_version
 from musicvae.core.config import Settings
-from musicvae.core.errors import PermanentError
-from musicvae.core.lyrics import decode_lyrics
 from musicvae.core.storage import ObjectStore
 from musicvae.model import frontends
 from musicvae.model.clustering import agreement, kmeans
 from musicvae.model.features import LyricsVectorizer
-from musicvae.model.featurestore import ensure_features, load_features
+from musicvae.model.featurestore import ensure_features
+from musicvae.model.inputs import lyrics_texts, training_data
 from musicvae.registry import versions
+from musicvae.registry.snapshots import load_snapshot, snapshot_key
 
 log = logging.getLogger("musicvae.retrain.steps")
-
-MIN_TRACKS = 8
-
-
-class NotEnoughDataError(PermanentError):
-    """Too few valid tracks to train on: ingest and validate more first."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ class RetrainParams:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
     def train_config(self):
-        from musicvae.model.train import TrainConfig
+        from musicvae.model.trained import TrainConfig
 
         return TrainConfig(
             epochs=self.epochs,
@@ -77,63 +71,6 @@ class RetrainParams:
             batch_size=self.batch_size,
             seed=self.seed,
         )
-
-
-# -- snapshot ---------------------------------------------------------------------------------
-
-SNAPSHOT_COLUMNS = (
-    "track_id",
-    "audio_key",
-    "audio_sha256",
-    "lyrics_key",
-    "lyrics_sha256",
-    "genre",
-    "quadrant",
-)
-
-
-def valid_tracks(conn, unassigned_in_run: str | None = None) -> list[dict]:
-    """The valid tracks as snapshot rows; only those without an assignment in a given run."""
-    sql = (
-        f"SELECT {', '.join('t.' + c for c in SNAPSHOT_COLUMNS)} FROM tracks t "
-        "WHERE t.status = 'valid'"
-    )
-    if unassigned_in_run:
-        sql += (
-            " AND NOT EXISTS (SELECT 1 FROM cluster_assignments a "
-            "WHERE a.run_id = :r AND a.track_id = t.track_id)"
-        )
-    rows = conn.execute(sa.text(sql + " ORDER BY t.track_id"), {"r": unassigned_in_run})
-    return [dict(zip(SNAPSHOT_COLUMNS, r, strict=True)) for r in rows]
-
-
-def take_snapshot(settings: Settings) -> dict:
-    """Freeze the set of valid tracks (and their content hashes) that this retrain will use."""
-    eng = db.engine(settings.database_url)
-    db.migrate(eng)
-    with eng.connect() as conn:
-        tracks = valid_tracks(conn)
-    if len(tracks) < MIN_TRACKS:
-        raise NotEnoughDataError(
-            f"{len(tracks)} valid tracks; training needs at least {MIN_TRACKS}. Drop a MERGE "
-            "download into the landing zone and run merge_ingest first."
-        )
-    identity = [(t["track_id"], t["audio_sha256"], t["lyrics_sha256"]) for t in tracks]
-    snapshot_id = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    ObjectStore(settings).put_json(snapshot_key(snapshot_id), {"tracks": tracks})
-    log.info("snapshot %s: %d valid tracks", snapshot_id, len(tracks))
-    lineage.read(lineage.table(settings, "tracks"))
-    lineage.wrote(lineage.objects(settings, snapshot_key(snapshot_id)))
-    lineage.facts(snapshot_id=snapshot_id)
-    return {"snapshot_id": snapshot_id, "n_tracks": len(tracks)}
-
-
-def snapshot_key(snapshot_id: str) -> str:
-    return f"snapshots/{snapshot_id}.json"
-
-
-def load_snapshot(store: ObjectStore, snapshot_id: str) -> list[dict]:
-    return store.get_json(snapshot_key(snapshot_id))["tracks"]
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -160,33 +97,6 @@ def prepare_features(
         len(audio) - computed,
     )
     return {"computed": computed, "cached": len(audio) - computed}
-
-
-def lyrics_texts(store: ObjectStore, tracks: list[dict]) -> list[str]:
-    return [
-        decode_lyrics(store.get_bytes(t["lyrics_key"])).text if t["lyrics_key"] else ""
-        for t in tracks
-    ]
-
-
-def training_data(
-    store: ObjectStore,
-    tracks: list[dict],
-    frontend: frontends.Frontend,
-    vectorizer: LyricsVectorizer,
-):
-    from musicvae.model.train import TrainingData
-
-    lyrics = vectorizer.transform(lyrics_texts(store, tracks))
-    shas = [t["audio_sha256"] if t["audio_key"] else None for t in tracks]
-    return TrainingData(
-        audio=load_features(store, shas, frontend),
-        has_audio=np.array([sha is not None for sha in shas]),
-        lyrics=lyrics,
-        # Lyrics made only of words outside the vocabulary carry no signal: treat as missing.
-        has_lyrics=lyrics.any(axis=1),
-        patches=frontend.patches,
-    )
 
 
 # -- training and registration ----------------------------------------------------------------

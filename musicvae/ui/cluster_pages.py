@@ -104,7 +104,7 @@ def _history(history) -> str:
 
 def flows_png(settings: Settings, run_id: str) -> bytes:
     """The alluvial plot of a run's flows of tracks from the run before it."""
-    from musicvae.model.plots import cluster_flows, png_bytes
+    from musicvae.ui.charts import cluster_flows, png_bytes
 
     with db.engine(settings.database_url).connect() as conn:
         row = conn.execute(
@@ -185,7 +185,7 @@ def map_png(settings: Settings, cluster_id: int) -> bytes:
     highlighted with its medoids."""
     from sklearn.decomposition import PCA
 
-    from musicvae.model.plots import cluster_map, png_bytes
+    from musicvae.ui.charts import cluster_map, png_bytes
 
     c = _card_row(settings, cluster_id)  # no audio links: the map does not play anything
     with db.engine(settings.database_url).connect() as conn:

@@ -134,8 +134,8 @@ def index_html(settings: Settings) -> str:
 
 def drift_png(settings: Settings, limit: int = 30) -> bytes:
     """The drift trend of the last `limit` compared validation runs, as a PNG."""
-    from musicvae.model import plots
     from musicvae.quality import thresholds
+    from musicvae.ui import charts
 
     with db.engine(settings.database_url).connect() as conn:
         rows = conn.execute(
@@ -150,8 +150,8 @@ def drift_png(settings: Settings, limit: int = 30) -> bytes:
     names = sorted({name for r in rows for name in r.features})
     psi = {n: [r.features[n]["psi"] if n in r.features else None for r in rows] for n in names}
     limits = thresholds.load()
-    return plots.png_bytes(
-        plots.drift_trend,
+    return charts.png_bytes(
+        charts.drift_trend,
         [f"{r.checked_at:%Y-%m-%d %H:%M}" for r in rows],
         psi,
         [r.ood_share for r in rows],
