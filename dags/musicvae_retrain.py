@@ -35,16 +35,30 @@ def musicvae_retrain():
                     raise AirflowSkipException(str(e)) from e
                 raise
 
-    # The pretrained front end is a network too: it runs where the GPU is.
+    @task
+    def feature_shards(snap: dict) -> list[dict]:
+        from musicvae.core.config import shard_size
+        from musicvae.retrain.steps import feature_shards
+
+        with fail_fast():
+            return feature_shards(snap, shard_size())
+
+    # The pretrained front end is a network too: it runs where the GPU is, a shard per task.
     @task(queue=TRAINING_QUEUE)
-    def features(snap: dict, params=None) -> dict:
+    def features(shard: dict, params=None) -> dict:
         from musicvae.retrain.steps import prepare_features
 
         with fail_fast():
-            return prepare_features(settings(), snap["snapshot_id"], params["audio_frontend"])
+            return prepare_features(
+                settings(),
+                shard["snapshot_id"],
+                params["audio_frontend"],
+                shard["start"],
+                shard["stop"],
+            )
 
     @task(queue=TRAINING_QUEUE, pool=TRAINING_POOL)
-    def train(snap: dict, _features: dict, params=None) -> dict:
+    def train(snap: dict, _features: list[dict], params=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from musicvae.retrain.steps import RetrainParams
@@ -100,7 +114,7 @@ def musicvae_retrain():
         return decision
 
     snap = snapshot()
-    decision = gate(evaluate(register(train(snap, features(snap)))))
+    decision = gate(evaluate(register(train(snap, features.expand(shard=feature_shards(snap))))))
     # Waits for a person in the UI only when the run asks for it and the gate passed.
     review = ChampionApproval(task_id="review", decision=decision)
     promote(decision, review.output)

@@ -1,8 +1,10 @@
-"""The deployment's CeleryExecutor path, for real: Redis broker, a Celery worker, merge_ingest.
+"""The deployment's CeleryExecutor path, for real: Redis broker, Celery workers, mapped shards.
 
 The stack starts its own Redis (Debian's redis-server) on a free loopback port, an Airflow
 scheduler, api-server and dag-processor configured with the CeleryExecutor, and one
 `airflow celery worker`. The scheduler hands the ingest task to Celery; the worker runs it.
+A second stack runs two workers: catalogue_recluster's embedding shards spread over both, and
+the run equals a single-shard one.
 """
 
 import time
@@ -98,3 +100,86 @@ def test_the_stack_runs_the_celery_executor_with_its_own_broker(celery_stack):
     assert redis.Redis.from_url(celery_stack.broker_url).ping()
     status = celery_stack.status()
     assert status["redis"].startswith("running") and status["airflow-celery-worker"] == "running"
+
+
+# -- two workers: a recluster's shards spread over them ---------------------------------------
+
+SHARD_TRACKS = 8
+SHARD_SIZE = 2
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """A Celery stack with two workers and shards of two tracks, a champion trained on an
+    eight-track sample in this process, and catalogue_recluster run through the workers."""
+    from musicvae.ingest.run import run_ingest
+    from musicvae.quality.validate import run_validation
+    from musicvae.registry.snapshots import take_snapshot
+    from musicvae.retrain.promotion import decide
+    from musicvae.retrain.steps import RetrainParams, prepare_features, register, train
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
+        stack = Stack(tmp_path_factory.mktemp("two-workers"), executor="celery", workers=2)
+        stack.up()
+    try:
+        landing = tmp_path_factory.mktemp("two-workers-landing")
+        build_sample(landing, tracks=SHARD_TRACKS, seed=6, progress=False)
+        settings = stack.settings()
+        run_ingest(settings, "ingest", str(landing))
+        run_validation(settings, "validate")
+        snapshot = take_snapshot(settings)["snapshot_id"]
+        prepare_features(settings, snapshot, "mel")
+        params = RetrainParams(epochs=2, n_clusters=3, vocab_size=64, audio_frontend="mel")
+        version = register(settings, train(settings, snapshot, params), "retrain")
+        assert decide(settings, version, margin=0.01)["promoted"]
+        client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
+        client.wait_for_dags(["catalogue_recluster"])
+        client.unpause("catalogue_recluster")
+        run_id = client.trigger("catalogue_recluster")
+        client.wait("catalogue_recluster", run_id, timeout=600)
+        yield stack, client, run_id
+    finally:
+        stack.down()
+
+
+def test_the_shards_ran_on_both_workers(two_workers):
+    stack, client, run_id = two_workers
+    embeds = [
+        ti
+        for ti in client.task_instances("catalogue_recluster", run_id)
+        if ti["task_id"] == "embed"
+    ]
+    assert sorted(ti["map_index"] for ti in embeds) == list(range(SHARD_TRACKS // SHARD_SIZE))
+    assert {ti["state"] for ti in embeds} == {"success"}
+    hosts = {ti["hostname"] for ti in embeds}
+    assert len(hosts) == 2 and all(h.startswith(("worker-1.", "worker-2.")) for h in hosts)
+    assert stack.status()["airflow-celery-worker-2"] == "running"
+
+
+def test_the_sharded_run_equals_a_single_shard_run(two_workers):
+    from musicvae.catalogue.recluster import run_recluster
+    from musicvae.catalogue.shards import embed, gather, plan, prefix
+    from musicvae.core.storage import ObjectStore
+
+    stack, _, run_id = two_workers
+    settings = stack.settings()
+    store = ObjectStore(settings)
+    sharded = [
+        {"index": int(key.rsplit("-", 1)[1][:-4]), "key": key[:-4]}
+        for key in store.list_keys(prefix(run_id))
+        if key.endswith(".npy")
+    ]
+    single = [embed(settings, s) for s in plan(settings, "single-shard", size=1000)]
+    assert len(sharded) == SHARD_TRACKS // SHARD_SIZE and len(single) == 1
+    tracks_sharded, z_sharded = gather(store, sharded)
+    tracks_single, z_single = gather(store, single)
+    assert tracks_sharded == tracks_single and len(tracks_single) == SHARD_TRACKS
+    assert abs(z_sharded - z_single).max() < 1e-5
+
+    run_recluster(settings, "single-shard", shards=single)
+    assignments = "SELECT track_id, cluster_id FROM cluster_assignments WHERE run_id = :r"
+    url = stack.database_url()
+    assert sorted(_rows(url, assignments, r="single-shard")) == sorted(
+        _rows(url, assignments, r=run_id)
+    )

@@ -2,6 +2,7 @@
 materially better."""
 
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from musicvae.model.clustering import ANCHOR_TOLERANCE, anchor_labels, anchored_kmeans, kmeans
@@ -55,3 +56,27 @@ def test_anchor_labels_name_each_tracks_previous_cluster():
     previous = {7: {"a", "b"}, 3: {"c"}}
     assert anchor_labels(["c", "a", "new", "b"], previous).tolist() == [3, 7, -1, 7]
     assert anchor_labels(["a"], {}) is None
+
+
+def test_mini_batches_find_the_same_clusters_and_keep_an_anchor():
+    x = _corners(width=1.02, per_corner=500)
+    full = kmeans(x, 2, 0)
+    batched = kmeans(x, 2, 0, batch_size=64)
+    assert adjusted_rand_score(batched.labels, full.labels) == 1.0
+    assert batched.inertia <= 1.01 * full.inertia
+    clustering, anchored = anchored_kmeans(x, 2, 0, _top_bottom(500), batch_size=64)
+    assert anchored and adjusted_rand_score(clustering.labels, _top_bottom(500)) == 1.0
+
+
+def test_the_recluster_switches_to_mini_batches_above_a_configurable_size():
+    from musicvae.catalogue.shards import minibatch_size
+    from musicvae.core.config import DEFAULT_MINIBATCH_ABOVE, shard_size
+    from musicvae.core.errors import ConfigurationError
+
+    assert minibatch_size(DEFAULT_MINIBATCH_ABOVE, {}) is None
+    assert minibatch_size(DEFAULT_MINIBATCH_ABOVE + 1, {}) == shard_size({})
+    env = {"MUSICVAE_MINIBATCH_ABOVE": "100", "MUSICVAE_SHARD_SIZE": "40"}
+    assert (minibatch_size(100, env), minibatch_size(101, env)) == (None, 40)
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(ConfigurationError, match="MUSICVAE_SHARD_SIZE"):
+            shard_size({"MUSICVAE_SHARD_SIZE": bad})

@@ -280,12 +280,23 @@ def test_lineage_events_chain_a_landing_file_to_the_cluster_assignments(pipeline
     assert {(d["namespace"], d["name"]) for d in features["outputs"]} <= {
         (d["namespace"], d["name"]) for d in train["inputs"]
     }
-    # ... which the recluster read to write the cluster assignments.
+
+    # ... which the recluster's mapped tasks embedded its shards with, and the recluster read
+    # those to write the cluster assignments.
+    def names(e: dict, side: str) -> set[tuple[str, str]]:
+        return {(d["namespace"], d["name"]) for d in e[side]}
+
+    embedded = next(
+        e
+        for e in events
+        if e["job"]["name"] == "catalogue_recluster.embed" and model in names(e, "inputs")
+    )
+    [shards] = names(embedded, "outputs")
+    assert shards[1].startswith("recluster/") and shards in reached
     recluster = next(
         e
         for e in events
-        if e["job"]["name"] == "catalogue_recluster.recluster"
-        and model in {(d["namespace"], d["name"]) for d in e["inputs"]}
+        if e["job"]["name"] == "catalogue_recluster.recluster" and shards in names(e, "inputs")
     )
     [assignments] = [
         (d["namespace"], d["name"])

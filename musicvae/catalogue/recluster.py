@@ -14,6 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicvae.catalogue.churn import cluster_churn
+from musicvae.catalogue.shards import embed, gather, minibatch_size, plan, prefix
 from musicvae.core import bulk, db, lineage
 from musicvae.core.config import Settings
 from musicvae.core.storage import ObjectStore
@@ -26,8 +27,6 @@ from musicvae.model.clustering import (
     stable_ids,
 )
 from musicvae.registry import versions
-from musicvae.registry.embedding import embed_tracks, embedding_inputs
-from musicvae.registry.snapshots import valid_tracks
 
 log = logging.getLogger("musicvae.catalogue.recluster")
 
@@ -56,16 +55,21 @@ def vector_literal(v: np.ndarray) -> str:
 
 
 def run_recluster(
-    settings: Settings, run_id: str, model_version: int | None = None
+    settings: Settings,
+    run_id: str,
+    model_version: int | None = None,
+    shards: list[dict] | None = None,
 ) -> ReclusterResult:
+    """Cluster the catalogue from the embedded `shards` (the DAG's mapped tasks), or plan and
+    embed them here first (one process: the CLI and tests)."""
+    if shards is None:
+        shards = [embed(settings, s) for s in plan(settings, run_id, model_version)]
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
-        mv = versions.get(conn, model_version) if model_version else versions.champion(conn)
-        tracks = valid_tracks(conn)
-    model = versions.load(store, mv)
-    embeddings = embed_tracks(store, model, tracks)
+        mv = versions.get(conn, shards[0]["model_version"])
+    tracks, embeddings = gather(store, shards)
     params = mv.params
     track_ids = [t["track_id"] for t in tracks]
     with eng.connect() as conn:
@@ -75,6 +79,7 @@ def run_recluster(
         params.get("n_clusters", 8),
         params.get("seed", 0),
         anchor_labels(track_ids, previous),
+        batch_size=minibatch_size(len(tracks)),
     )
     ids = stable_ids(clustering.labels, track_ids, previous)
     clustering = Clustering(
@@ -96,7 +101,9 @@ def run_recluster(
         after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
         changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
     _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
-    lineage.read(*embedding_inputs(settings, model), lineage.table(settings, "tracks"))
+    lineage.read(
+        lineage.objects(settings, prefix(run_id)), lineage.table(settings, "cluster_assignments")
+    )
     lineage.wrote(
         *lineage.tables(
             settings,

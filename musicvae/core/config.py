@@ -12,6 +12,30 @@ from dataclasses import dataclass
 from musicvae.core.errors import ConfigurationError
 
 DEFAULT_BUCKET = "musicvae"
+# Tracks per shard of a mapped task (features, embedding): what one task holds in memory.
+DEFAULT_SHARD_SIZE = 5000
+# Above this many tracks the recluster fits MiniBatchKMeans on shard-sized batches instead of
+# KMeans on every row at each step: its working memory follows the batch, not the catalogue.
+DEFAULT_MINIBATCH_ABOVE = 200_000
+
+
+def _count(name: str, default: int, env: dict[str, str] | None) -> int:
+    value = (os.environ if env is None else env).get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"{name}={value!r}: set a whole number of tracks, at least 1")
+    return int(value)
+
+
+def shard_size(env: dict[str, str] | None = None) -> int:
+    """Tracks per shard: MUSICVAE_SHARD_SIZE, else DEFAULT_SHARD_SIZE."""
+    return _count("MUSICVAE_SHARD_SIZE", DEFAULT_SHARD_SIZE, env)
+
+
+def minibatch_above(env: dict[str, str] | None = None) -> int:
+    """MUSICVAE_MINIBATCH_ABOVE, else DEFAULT_MINIBATCH_ABOVE."""
+    return _count("MUSICVAE_MINIBATCH_ABOVE", DEFAULT_MINIBATCH_ABOVE, env)
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,8 @@ class ModelNotFoundError(PermanentError):
 class BatchValidationError(PermanentError):
     """A validation run failed as a whole (broken metadata schema, no valid track, a collapse of
     the valid fraction); no track changed status and nothing downstream should run."""
+
+
+class ShardMissingError(MusicVAEError):
+    """A shard's output is not in object storage: the mapped task that writes it has not
+    finished. Clear that task in Airflow (or rerun the run) and the run completes."""

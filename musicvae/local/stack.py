@@ -25,6 +25,8 @@ from musicvae.local.servers.airflow import (
     AIRFLOW_USER,
     EXECUTORS,
     Airflow,
+    worker_log_port,
+    worker_names,
 )
 from musicvae.local.servers.postgres import CATALOGUE_DB, Postgres
 from musicvae.local.servers.processes import Processes, assign_ports
@@ -75,11 +77,18 @@ class Stack:
     """The local servers under `root`; `up()` is idempotent, `down()` stops them all."""
 
     def __init__(
-        self, root: Path | str = REPO_ROOT / ".stack", repo: Path = REPO_ROOT, executor="local"
+        self,
+        root: Path | str = REPO_ROOT / ".stack",
+        repo: Path = REPO_ROOT,
+        executor="local",
+        workers: int = 1,
     ):
         if executor not in EXECUTORS:
             raise StackError(f"unknown executor {executor!r}; choose one of {sorted(EXECUTORS)}")
+        if workers != 1 and executor != "celery":
+            raise StackError("several workers need the celery executor (executor='celery')")
         self.executor = executor
+        self.workers = workers
         self.root = Path(root).resolve()
         self.repo = repo
         self.state_file = self.root / "stack.json"
@@ -92,7 +101,16 @@ class Stack:
         self.s3 = S3(self.root, ports, procs, self.bin)
         self.redis = RedisBroker(self.root, ports, keys, procs)
         self.airflow = Airflow(
-            self.root, repo, executor, ports, keys, procs, self.bin, self.postgres, self.redis
+            self.root,
+            repo,
+            executor,
+            ports,
+            keys,
+            procs,
+            self.bin,
+            self.postgres,
+            self.redis,
+            workers,
         )
 
     # -- addresses -------------------------------------------------------------------------
@@ -200,7 +218,8 @@ class Stack:
             ("airflow-scheduler", None),
             ("airflow-dag-processor", None),
             ("airflow-triggerer", None),
-            *((("redis", "redis"), ("airflow-celery-worker", None)) if self._celery else ()),
+            *((("redis", "redis"),) if self._celery else ()),
+            *((name, None) for name in (worker_names(self.workers) if self._celery else ())),
         ):
             out[name] = self._describe(self.processes.running(name), port)
         out["landing zone"] = self.landing
@@ -215,7 +234,8 @@ class Stack:
     # -- ports and secrets -----------------------------------------------------------------
 
     def _ensure_ports_and_secrets(self) -> None:
-        assign_ports(self.state.ports, PORT_NAMES, self._owned_port)
+        workers = [worker_log_port(name) for name in worker_names(self.workers)[1:]]
+        assign_ports(self.state.ports, (*PORT_NAMES, *workers), self._owned_port)
         for name in (
             "pg_password",
             "s3_secret_key",
@@ -233,9 +253,9 @@ class Stack:
             return self.postgres.running
         if name.startswith("s3"):
             return self.s3.running
-        if name in ("api", "logs", "trigger_logs"):
+        if name in ("api", "logs", "trigger_logs") or name.startswith("logs_"):
             running = self.processes.running
-            return any(running(p) for p in (*AIRFLOW_PROCESSES, "airflow-celery-worker"))
+            return any(running(p) for p in (*AIRFLOW_PROCESSES, *worker_names(self.workers)))
         if name == "redis":
             return self.redis.running
         return False

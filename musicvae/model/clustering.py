@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 
@@ -21,18 +21,28 @@ class Clustering:
         return float(np.square(self.distances, dtype=np.float64).sum())
 
 
-def _clustering(model: KMeans, embeddings: np.ndarray) -> Clustering:
+def _clustering(model: KMeans | MiniBatchKMeans, embeddings: np.ndarray) -> Clustering:
     labels = model.labels_.astype(int)
     centroids = model.cluster_centers_.astype(np.float32)
     distances = np.linalg.norm(embeddings - centroids[labels], axis=1)
     return Clustering(labels, centroids, distances.astype(np.float32))
 
 
-def kmeans(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> Clustering:
+def _estimator(k: int, seed: int, batch_size: int | None, init="k-means++"):
+    """KMeans, or with `batch_size` MiniBatchKMeans, whose steps see one batch of rows each."""
+    n_init = 1 if not isinstance(init, str) else 3 if batch_size else 10
+    if batch_size:
+        return MiniBatchKMeans(
+            n_clusters=k, init=init, n_init=n_init, batch_size=batch_size, random_state=seed
+        )
+    return KMeans(n_clusters=k, init=init, n_init=n_init, random_state=seed)
+
+
+def kmeans(
+    embeddings: np.ndarray, n_clusters: int, seed: int = 0, batch_size: int | None = None
+) -> Clustering:
     k = max(1, min(n_clusters, len(embeddings)))
-    return _clustering(
-        KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings), embeddings
-    )
+    return _clustering(_estimator(k, seed, batch_size).fit(embeddings), embeddings)
 
 
 # A clustering seeded from the previous run's clusters is kept while its within-cluster sum of
@@ -56,6 +66,7 @@ def anchored_kmeans(
     seed: int,
     anchor: np.ndarray | None,
     tolerance: float = ANCHOR_TOLERANCE,
+    batch_size: int | None = None,
 ) -> tuple[Clustering, bool]:
     """KMeans that keeps the previous run's clusters where the data allows; (clustering, whether
     the anchored one was kept).
@@ -64,16 +75,17 @@ def anchored_kmeans(
     iterations start from the centres of the previous clusters' members in THIS embedding, so
     they work across model versions whose latent spaces are not comparable. The result is kept
     when its inertia is within `tolerance` of a fresh KMeans' (`kmeans`), which is used otherwise
-    and when the previous run had another number of clusters.
+    and when the previous run had another number of clusters. With `batch_size` both are
+    MiniBatchKMeans.
     """
-    fresh = kmeans(embeddings, n_clusters, seed)
+    fresh = kmeans(embeddings, n_clusters, seed, batch_size)
     if anchor is None:
         return fresh, False
     previous = np.unique(anchor[anchor >= 0])
     if len(previous) != len(fresh.centroids):
         return fresh, False
     init = np.stack([embeddings[anchor == c].mean(axis=0) for c in previous])
-    model = KMeans(n_clusters=len(previous), init=init, n_init=1).fit(embeddings)
+    model = _estimator(len(previous), seed, batch_size, init).fit(embeddings)
     anchored = _clustering(model, embeddings)
     if anchored.inertia <= (1 + tolerance) * fresh.inertia:
         return anchored, True

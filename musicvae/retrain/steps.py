@@ -76,11 +76,25 @@ class RetrainParams:
 # -- features ---------------------------------------------------------------------------------
 
 
+def feature_shards(snapshot: dict, size: int) -> list[dict]:
+    """The snapshot's tracks in slices of `size` (the snapshot is frozen, so a slice is too)."""
+    n = snapshot["n_tracks"]
+    return [
+        {"snapshot_id": snapshot["snapshot_id"], "start": start, "stop": min(start + size, n)}
+        for start in range(0, max(n, 1), size)
+    ]
+
+
 def prepare_features(
-    settings: Settings, snapshot_id: str, audio_frontend: str = frontends.DEFAULT
+    settings: Settings,
+    snapshot_id: str,
+    audio_frontend: str = frontends.DEFAULT,
+    start: int = 0,
+    stop: int | None = None,
 ) -> dict:
+    """Cache the front end's features of the snapshot's tracks [start:stop] (all by default)."""
     store = ObjectStore(settings)
-    tracks = load_snapshot(store, snapshot_id)
+    tracks = load_snapshot(store, snapshot_id)[start:stop]
     audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
     frontend = frontends.frontend(audio_frontend)
     computed = ensure_features(store, audio, frontend)
@@ -90,9 +104,11 @@ def prepare_features(
     lineage.wrote(lineage.objects(settings, f"features/{frontend.key()}"))
     lineage.facts(snapshot_id=snapshot_id)
     log.info(
-        "%s features for snapshot %s: %d computed, %d cached",
+        "%s features for snapshot %s, tracks %d-%d: %d computed, %d cached",
         audio_frontend,
         snapshot_id,
+        start,
+        start + len(tracks),
         computed,
         len(audio) - computed,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -43,6 +44,22 @@ LINEAGE_SETTINGS = {
 }
 
 
+def worker_names(workers: int) -> list[str]:
+    """The Celery workers' process names: the first keeps the name it always had."""
+    return ["airflow-celery-worker", *(f"airflow-celery-worker-{i}" for i in range(2, workers + 1))]
+
+
+def worker_log_port(name: str) -> str:
+    """The port name of a worker's log server: `logs` for the first, `logs_<i>` after it."""
+    return "logs" if name == "airflow-celery-worker" else "logs_" + name.rsplit("-", 1)[1]
+
+
+def worker_hostname() -> str:
+    """Airflow's hostname_callable in the stack's Celery workers: several workers on one machine
+    each put their own name on the task instances they run, as separate machines would."""
+    return os.environ.get("MUSICVAE_WORKER_HOSTNAME") or socket.getfqdn()
+
+
 class Airflow:
     """Airflow with its home in `root/airflow`, its metadata in `postgres`'s AIRFLOW_DB and,
     with the CeleryExecutor, `broker` as the Celery broker."""
@@ -58,6 +75,7 @@ class Airflow:
         bin: Path,
         postgres: Postgres,
         broker: RedisBroker,
+        workers: int = 1,
     ):
         self.root = root
         self.repo = repo
@@ -68,6 +86,7 @@ class Airflow:
         self.bin = bin
         self.postgres = postgres
         self.broker = broker
+        self.workers = workers
 
     @property
     def api_url(self) -> str:
@@ -117,7 +136,11 @@ class Airflow:
                 "AIRFLOW__CELERY__BROKER_URL": self.broker.url,
                 # Celery's own record of every task it ran, beside Airflow's metadata.
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url(AIRFLOW_DB),
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                # Two task slots on one worker; with several, one each, and no worker reserves a
+                # task it cannot start yet, so the queue spreads over the workers.
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2" if self.workers == 1 else "1",
+                "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
             }
         return env
@@ -150,11 +173,8 @@ class Airflow:
         for name in AIRFLOW_PROCESSES:
             if not self.processes.running(name):
                 self.processes.spawn(name, [airflow, name.removeprefix("airflow-")], env)
-        if self.executor == "celery" and not self.processes.running("airflow-celery-worker"):
-            queues = ",".join(sorted({"default", TRAINING_QUEUE}))
-            self.processes.spawn(
-                "airflow-celery-worker", [airflow, "celery", "worker", "--queues", queues], env
-            )
+        if self.executor == "celery":
+            self._start_workers(airflow, env)
         import urllib.request
 
         def healthy() -> bool:
@@ -168,7 +188,20 @@ class Airflow:
         client = AirflowClient(self.api_url, AIRFLOW_USER, self.password)
         client.ensure_pool(TRAINING_POOL, TRAINING_POOL_SLOTS, TRAINING_POOL_DESCRIPTION)
 
+    def _start_workers(self, airflow: str, env: dict[str, str]) -> None:
+        queues = ",".join(sorted({"default", TRAINING_QUEUE}))
+        for i, name in enumerate(worker_names(self.workers), 1):
+            if self.processes.running(name):
+                continue
+            own = {
+                "MUSICVAE_WORKER_HOSTNAME": f"worker-{i}.{socket.getfqdn()}",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.ports[worker_log_port(name)]),
+            }
+            cmd = [airflow, "celery", "worker", "--queues", queues]
+            self.processes.spawn(name, [*cmd, "--celery-hostname", f"worker-{i}@%h"], env | own)
+
     def stop(self) -> None:
         # Workers first, so none picks up a task while the scheduler shuts down.
-        for name in ("airflow-celery-worker", *reversed(AIRFLOW_PROCESSES)):
+        workers = sorted(p.stem for p in self.root.glob("airflow-celery-worker*.pid"))
+        for name in (*workers, *reversed(AIRFLOW_PROCESSES)):
             self.processes.stop(name)
