@@ -10,7 +10,7 @@ MUSICNN := musicnn==0.1.0
 
 .PHONY: install demo demo-stop stack-status system-deps test test-fast lint format clean \
 	bench bench-model bench-features bench-training bench-sql bench-validation \
-	bench-pipeline
+	bench-pipeline bench-scale
 
 install: $(STAMP)
 
@@ -83,6 +83,10 @@ bench-model: install
 # Not part of `make bench`: about an hour on 2 cores (a 3554-track catalogue through every DAG).
 bench-pipeline: install
 	$(PY) -m benchmarks.bench_pipeline
+
+# Not part of `make bench`: a million-track recluster, twice (figures in benchmarks/results/scale.json).
+bench-scale: install
+	$(PY) -m benchmarks.bench_scale
 
 bench-sql: install
 	$(PY) -m benchmarks.bench_sql

@@ -59,3 +59,13 @@ def test_a_landing_zone_that_is_not_a_folder_stops_stack_up_before_anything_star
     with pytest.raises(ConfigurationError, match="MUSICVAE_LANDING='.*nope' is not a folder"):
         stack.up(landing=str(tmp_path / "nope"))
     assert not (tmp_path / "stack" / "pg").exists() and stack.status()["postgres"] == "stopped"
+
+
+def test_index_build_memory_is_a_postgres_size():
+    from musicvae.core.config import index_build_memory
+
+    assert index_build_memory({}) == "1GB"
+    assert index_build_memory({"MUSICVAE_INDEX_BUILD_MEMORY": "512MB"}) == "512MB"
+    for bad in ("lots", "1 GB", "2gb", "-1MB"):
+        with pytest.raises(ConfigurationError, match="MUSICVAE_INDEX_BUILD_MEMORY"):
+            index_build_memory({"MUSICVAE_INDEX_BUILD_MEMORY": bad})

@@ -121,7 +121,11 @@ def test_a_second_ingest_run_changes_nothing(pipeline):
         since = utcnow()
         run_id = client.trigger("merge_ingest", conf)
         client.wait("merge_ingest", run_id, timeout=300)
-        assert client.task_states("merge_ingest", run_id) == {"ingest": "skipped"}
+        assert client.task_states("merge_ingest", run_id) == {
+            "shards": "success",
+            "upload": "success",
+            "ingest": "skipped",
+        }
         assert client.triggered_runs("merge_ingest", since, run_id) == []
         assert state() == before
 
@@ -144,9 +148,11 @@ def test_a_landing_zone_error_fails_the_run_at_once_without_retries(pipeline, tm
     run_id = client.trigger("merge_ingest", {"landing": str(tmp_path)})
     with pytest.raises(AirflowError, match="failed"):
         client.wait("merge_ingest", run_id, timeout=300)
-    ingest = client.task_instance("merge_ingest", run_id, "ingest")
-    # DEFAULT_ARGS allow 2 retries; a configuration error uses none of them.
-    assert (ingest["state"], ingest["try_number"], ingest["max_tries"]) == ("failed", 1, 2)
+    # The first task reads the landing zone. DEFAULT_ARGS allow 2 retries; a configuration
+    # error uses none of them, and nothing after it runs.
+    plan = client.task_instance("merge_ingest", run_id, "shards")
+    assert (plan["state"], plan["try_number"], plan["max_tries"]) == ("failed", 1, 2)
+    assert client.task_states("merge_ingest", run_id)["ingest"] == "upstream_failed"
 
 
 def test_rerunning_a_recluster_run_replaces_only_its_own_rows(pipeline):
@@ -271,10 +277,18 @@ def test_lineage_events_chain_a_landing_file_to_the_cluster_assignments(pipeline
     [train] = [e for e in events if e["job"]["name"] == "musicvae_retrain.train" and e["outputs"]]
     [model] = [(d["namespace"], d["name"]) for d in train["outputs"]]
     assert model[1].startswith("models/")
-    assert reached[model] == [
-        "merge_ingest.ingest",
-        *(f"musicvae_retrain.{t}" for t in ("snapshot", "train")),
-    ]
+
+    def names(e: dict, side: str) -> set[tuple[str, str]]:
+        return {(d["namespace"], d["name"]) for d in e[side]}
+
+    [frozen] = {
+        out
+        for e in events
+        if e["job"]["name"] == "musicvae_retrain.snapshot"
+        for out in names(e, "outputs") & names(train, "inputs")
+    }
+    assert reached[frozen] == ["merge_ingest.ingest", "musicvae_retrain.snapshot"]
+    assert model in reached and reached[model][-1] == "musicvae_retrain.train"
     # (and what the features task wrote is among what train read)
     features = next(e for e in events if e["job"]["name"] == "musicvae_retrain.features")
     assert {(d["namespace"], d["name"]) for d in features["outputs"]} <= {
@@ -283,9 +297,6 @@ def test_lineage_events_chain_a_landing_file_to_the_cluster_assignments(pipeline
 
     # ... which the recluster's mapped tasks embedded its shards with, and the recluster read
     # those to write the cluster assignments.
-    def names(e: dict, side: str) -> set[tuple[str, str]]:
-        return {(d["namespace"], d["name"]) for d in e[side]}
-
     embedded = next(
         e
         for e in events

@@ -1,5 +1,5 @@
-"""The recluster's embedding pass in shards, against the real servers: any shard size gives the
-same run, and a run with a missing shard writes nothing."""
+"""Stages in shards, against the real servers: any shard size gives the same run, and a run
+with a missing shard writes nothing."""
 
 import numpy as np
 import pytest
@@ -10,8 +10,8 @@ from musicvae.catalogue.shards import embed, gather, plan
 from musicvae.core import db
 from musicvae.core.errors import ShardMissingError
 from musicvae.core.storage import ObjectStore
-from musicvae.ingest.run import run_ingest
-from musicvae.quality.validate import run_validation
+from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
+from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 from musicvae.registry.snapshots import take_snapshot
 from musicvae.retrain.promotion import decide
 from musicvae.retrain.steps import RetrainParams, prepare_features, register, train
@@ -45,8 +45,8 @@ def _assignments(settings, run_id: str) -> dict:
 def test_any_shard_size_gives_the_same_embeddings_and_clusters(settings, champion):
     one = plan(settings, "one-shard", size=1000)
     many = plan(settings, "many-shards", size=7)
-    assert [s["n_tracks"] for s in one] == [25]
-    assert [s["n_tracks"] for s in many] == [7, 7, 7, 4]
+    assert [s["n_items"] for s in one] == [25]
+    assert [s["n_items"] for s in many] == [7, 7, 7, 4]
     assert {s["model_version"] for s in one + many} == {champion}
 
     one = [embed(settings, s) for s in one]
@@ -66,8 +66,74 @@ def test_any_shard_size_gives_the_same_embeddings_and_clusters(settings, champio
 def test_a_run_missing_a_shard_writes_nothing(settings, champion):
     shards = [embed(settings, s) for s in plan(settings, "broken", size=10)]
     ObjectStore(settings).remove(f"{shards[1]['key']}.npy")  # as if its task had not run
-    with pytest.raises(ShardMissingError, match="shard 1 has no embeddings"):
+    with pytest.raises(ShardMissingError, match="shard 1 has no output"):
         run_recluster(settings, "broken", shards=shards)
     assert _assignments(settings, "broken") == {}
     with db.engine(settings.database_url).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cluster_runs")).scalar() == 0
+
+
+def _statuses(settings) -> list[tuple]:
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(
+            sa.text("SELECT track_id, status, status_reason FROM tracks ORDER BY track_id")
+        ).all()
+
+
+def test_validation_in_shards_decides_as_in_one(new_settings, landing):
+    one, many = new_settings(), new_settings()
+    results = {}
+    for settings, size in ((one, 1000), (many, 4)):
+        run_ingest(settings, "ingest", str(landing))
+        shards = plan_validation(settings, "validate", size=size)
+        assert [s["n_items"] for s in shards][-2:] == ([26] if size == 1000 else [4, 2])
+        shards = [profile_shard(settings, s) for s in reversed(shards)]
+        results[size] = run_validation(settings, "validate", shards=shards).as_dict()
+    for key in ("report_key", "docs_key", "report_url", "docs_url"):
+        results[1000].pop(key), results[4].pop(key)
+    assert results[4] == results[1000] and results[4]["tracks_checked"] == 26
+    assert _statuses(many) == _statuses(one)
+
+
+def test_a_validation_run_missing_a_shard_changes_nothing(settings, landing):
+    run_ingest(settings, "ingest", str(landing))
+    before = _statuses(settings)
+    shards = [profile_shard(settings, s) for s in plan_validation(settings, "v", size=10)]
+    ObjectStore(settings).remove(f"{shards[2]['key']}.checks.json")
+    with pytest.raises(ShardMissingError, match="shard 2 has no output"):
+        run_validation(settings, "v", shards=shards)
+    assert _statuses(settings) == before and "new" in {status for _, status, _ in before}
+    with db.engine(settings.database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM data_quality_runs")).scalar() == 0
+
+
+def _tracks(settings) -> list[tuple]:
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT track_id, audio_key, audio_sha256, lyrics_key, metadata, status, "
+                "status_reason FROM tracks ORDER BY track_id"
+            )
+        ).all()
+
+
+def test_ingest_in_shards_writes_what_one_shard_writes(new_settings, landing):
+    one, many = new_settings(), new_settings()
+    results = {}
+    for settings, size in ((one, 1000), (many, 3)):
+        shards = plan_ingest(settings, "ingest", str(landing), size=size)
+        assert (len(shards) == 1) == (size == 1000)
+        shards = [upload_shard(settings, s) for s in reversed(shards)]
+        results[size] = run_ingest(settings, "ingest", shards=shards).as_dict()
+    assert results[3] == results[1000] and results[3]["tracks_new"] > 20
+    assert _tracks(many) == _tracks(one)
+    # The shards were scratch: nothing of them is left beside the raw files.
+    assert [k for k in ObjectStore(many).list_keys("") if not k.startswith("raw/")] == []
+
+
+def test_an_ingest_missing_a_shard_writes_nothing(settings, landing):
+    shards = [upload_shard(settings, s) for s in plan_ingest(settings, "i", str(landing), size=5)]
+    ObjectStore(settings).remove(f"{shards[0]['key']}.rows.json")
+    with pytest.raises(ShardMissingError, match="shard 0 has no output"):
+        run_ingest(settings, "i", shards=shards)
+    assert _tracks(settings) == []

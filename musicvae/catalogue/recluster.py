@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from musicvae.catalogue.churn import cluster_churn
 from musicvae.catalogue.shards import embed, gather, minibatch_size, plan, prefix
 from musicvae.core import bulk, db, lineage
-from musicvae.core.config import Settings
+from musicvae.core.config import Settings, index_build_memory
+from musicvae.core.shards import discard
 from musicvae.core.storage import ObjectStore
 from musicvae.model.clustering import (
     Clustering,
@@ -101,6 +102,7 @@ def run_recluster(
         after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
         changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
     _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
+    discard(store, prefix(run_id))
     lineage.read(
         lineage.objects(settings, prefix(run_id)), lineage.table(settings, "cluster_assignments")
     )
@@ -139,6 +141,9 @@ def build_hnsw_index(conn, version: int, dim: int) -> None:
         sa.text("SELECT to_regclass(track_embeddings_partition(:v))::text"), {"v": version}
     ).scalar()
     where = "" if partition else f" WHERE model_version = {version}"
+    # pgvector builds the graph in memory while it fits maintenance_work_mem (64 MB by default:
+    # a few hundred thousand 32-d vectors); past that it builds on disk, many times slower.
+    conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{index_build_memory()}'")
     conn.exec_driver_sql(
         f"CREATE INDEX IF NOT EXISTS track_embeddings_hnsw_v{version} "
         f"ON {partition or 'track_embeddings_default'} "

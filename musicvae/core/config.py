@@ -7,6 +7,7 @@ The same variables configure the local stack (`musicvae stack up` writes them to
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from musicvae.core.errors import ConfigurationError
@@ -31,6 +32,19 @@ def _count(name: str, default: int, env: dict[str, str] | None) -> int:
 def shard_size(env: dict[str, str] | None = None) -> int:
     """Tracks per shard: MUSICVAE_SHARD_SIZE, else DEFAULT_SHARD_SIZE."""
     return _count("MUSICVAE_SHARD_SIZE", DEFAULT_SHARD_SIZE, env)
+
+
+def index_build_memory(env: dict[str, str] | None = None) -> str:
+    """PostgreSQL's maintenance_work_mem while a recluster builds its HNSW index:
+    MUSICVAE_INDEX_BUILD_MEMORY (e.g. 512MB, 2GB), else 1GB."""
+    value = (os.environ if env is None else env).get("MUSICVAE_INDEX_BUILD_MEMORY", "").strip()
+    if not value:
+        return "1GB"
+    if not re.fullmatch(r"\d+(kB|MB|GB)", value):
+        raise ConfigurationError(
+            f"MUSICVAE_INDEX_BUILD_MEMORY={value!r}: give a size such as 512MB or 2GB"
+        )
+    return value
 
 
 def minibatch_above(env: dict[str, str] | None = None) -> int:

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 
 from musicvae.core import db, lineage
-from musicvae.core.config import Settings
+from musicvae.core.config import Settings, shard_size
+from musicvae.core.shards import discard, inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore, content_key, sha256_bytes
-from musicvae.ingest.landing import Landing
+from musicvae.ingest.landing import FileStat, Landing
 from musicvae.ingest.merge import Rejection, TrackEntry, scan
 
 log = logging.getLogger("musicvae.ingest.run")
@@ -93,25 +94,100 @@ class _FileStore:
         return _StoredFile(sha, key, len(data))
 
 
-def run_ingest(settings: Settings, run_id: str, landing: str | None = None) -> IngestResult:
+def plan_ingest(
+    settings: Settings, run_id: str, landing: str | None = None, size: int | None = None
+) -> list[dict]:
+    """Read the landing zone's layout (metadata and file list, not the files) and split its
+    tracks into shards; what the whole run needs (rejections, counts) goes beside them."""
     location = landing or settings.landing
     store = ObjectStore(settings)
     store.ensure_bucket()
-    eng = db.engine(settings.database_url)
-    db.migrate(eng)
+    db.migrate(db.engine(settings.database_url))
     source = Landing.open(location, store)
-    result = IngestResult(run_id=run_id, landing=source.describe())
-
     stats = dict(source.files())
-    result.files_seen = len(stats)
     scans = scan(source, sorted(stats))
-    with eng.connect() as conn:
+    rejections = [r for s in scans for r in s.rejections]
+    rejections += [
+        Rejection("-", rel, "symbolic link, not followed")
+        for rel in getattr(source, "skipped_links", [])
+    ]
+    prefix = run_prefix("ingest", run_id)
+    store.put_json(
+        f"{prefix}/plan.json",
+        {
+            "landing": source.describe(),
+            "files_seen": len(stats),
+            "rejections": [asdict(r) for r in rejections],
+        },
+    )
+    items = [
+        {
+            "entry": asdict(e),
+            "stats": {
+                p: [stats[p].size, stats[p].version] for p in (e.audio_path, e.lyrics_path) if p
+            },
+        }
+        for s in scans
+        for e in s.entries
+    ]
+    shards = split(store, prefix, items, size or shard_size(), landing=location, run_id=run_id)
+    lineage.read(lineage.landing(location))
+    lineage.wrote(lineage.objects(settings, prefix))
+    return shards
+
+
+def upload_shard(settings: Settings, shard: dict) -> dict:
+    """Hash one shard's files (skipping those cached unchanged), upload the new ones and write
+    the tracks' rows beside the shard; the catalogue is not touched."""
+    store = ObjectStore(settings)
+    source = Landing.open(shard["landing"], store)
+    items = inputs(store, shard)
+    stats = {rel: FileStat(*v) for item in items for rel, v in item["stats"].items()}
+    with db.engine(settings.database_url).connect() as conn:
         cache = {
             p: (s, v, h)
             for p, s, v, h in conn.execute(
-                sa.text("SELECT path, size_bytes, mtime_ns, sha256 FROM landing_files")
+                sa.text(
+                    "SELECT path, size_bytes, mtime_ns, sha256 FROM landing_files "
+                    "WHERE path = ANY(:p)"
+                ),
+                {"p": [source.uri(rel) for rel in stats]},
             )
         }
+    counter = IngestResult(shard["run_id"], landing=source.describe())
+    files = _FileStore(source, store, stats, cache, counter)
+    rows, started = [], time.monotonic()
+    for i, item in enumerate(items, 1):
+        rows.append(_track_row(TrackEntry(**item["entry"]), files, shard["run_id"]))
+        if i % 200 == 0 or i == len(items):
+            log.info(
+                "ingest shard %d: %d/%d tracks hashed (%.0f tracks/s), %d files uploaded",
+                shard["index"],
+                i,
+                len(items),
+                i / max(time.monotonic() - started, 1e-9),
+                counter.files_uploaded,
+            )
+    output = {"rows": rows, "cache": files.cache_updates, "uploaded": counter.files_uploaded}
+    store.put_json(output_key(shard, "rows.json"), output)
+    run_objects = lineage.objects(settings, shard["key"].rsplit("/", 1)[0])
+    lineage.read(lineage.landing(shard["landing"]), run_objects)
+    lineage.wrote(lineage.objects(settings, "raw"), run_objects)
+    return shard
+
+
+def run_ingest(
+    settings: Settings, run_id: str, landing: str | None = None, shards: list[dict] | None = None
+) -> IngestResult:
+    """Write what the uploaded `shards` (the DAG's mapped tasks) found, in one transaction; or
+    plan and upload them here first (one process: the CLI and tests)."""
+    if shards is None:
+        shards = [upload_shard(settings, s) for s in plan_ingest(settings, run_id, landing)]
+    store = ObjectStore(settings)
+    eng = db.engine(settings.database_url)
+    plan = store.get_json(f"{run_prefix('ingest', run_id)}/plan.json")
+    result = IngestResult(run_id, landing=plan["landing"], files_seen=plan["files_seen"])
+    with eng.connect() as conn:
         existing = {
             r.track_id: r
             for r in conn.execute(
@@ -125,51 +201,41 @@ def run_ingest(settings: Settings, run_id: str, landing: str | None = None) -> I
             for r in conn.execute(sa.text("SELECT subset, item, reason FROM ingest_rejections"))
         }
 
-    files = _FileStore(source, store, stats, cache, result)
-    rows = []
-    started, total = time.monotonic(), sum(len(s.entries) for s in scans)
-    for i, entry in enumerate((e for s in scans for e in s.entries), 1):
-        row = _track_row(entry, files, run_id)
-        old = existing.get(row["track_id"])
-        if old is None:
-            result.tracks_new += 1
-        elif _same_content(old, row):
-            result.tracks_unchanged += 1
-            continue
-        else:
-            result.tracks_changed += 1
-        result.quarantined += row["status"] == "quarantined"
-        rows.append(row)
-        if i % 200 == 0 or i == total:
-            rate = i / max(time.monotonic() - started, 1e-9)
-            log.info(
-                "ingest: %d/%d tracks checked (%.0f tracks/s), %d files uploaded",
-                i,
-                total,
-                rate,
-                result.files_uploaded,
-            )
+    rows, cache_updates = [], {}
+    for shard in ordered(store, shards, "rows.json"):
+        output = store.get_json(output_key(shard, "rows.json"))
+        result.files_uploaded += output["uploaded"]
+        cache_updates |= {path: tuple(v) for path, v in output["cache"].items()}
+        for row in output["rows"]:
+            old = existing.get(row["track_id"])
+            if old is None:
+                result.tracks_new += 1
+            elif _same_content(old, row):
+                result.tracks_unchanged += 1
+                continue
+            else:
+                result.tracks_changed += 1
+            result.quarantined += row["status"] == "quarantined"
+            rows.append(row)
 
-    rejections = [r for s in scans for r in s.rejections]
-    rejections += [
-        Rejection("-", rel, "symbolic link, not followed")
-        for rel in getattr(source, "skipped_links", [])
-    ]
+    rejections = [Rejection(**r) for r in plan["rejections"]]
     current = {(r.subset, r.item, r.reason) for r in rejections}
     result.rejected = len(current)
-    result.rejections = [asdict(r) for r in rejections]
+    result.rejections = plan["rejections"]
     result.rejections_changed = current != old_rejections
     for r in rejections:
         log.warning("rejected %s %s: %s", r.subset, r.item, r.reason)
 
-    lineage.read(lineage.landing(location))
+    # The landing zone is this step's input, whichever task of the run read which file of it.
+    lineage.read(lineage.landing(shards[0]["landing"]))
     if result.changed:
         lineage.wrote(
             lineage.objects(settings, "raw"),
             *lineage.tables(settings, "tracks", "ingest_runs", "ingest_rejections"),
         )
-    if result.changed or files.cache_updates:
-        _write(eng, result, rows, current, files.cache_updates)
+    if result.changed or cache_updates:
+        _write(eng, result, rows, current, cache_updates)
+    discard(store, run_prefix("ingest", run_id))
     log.info(
         "ingest %s: %d new, %d changed, %d unchanged, %d quarantined, %d rejected, "
         "%d files uploaded",

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import re
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import sqlalchemy as sa
 
 from musicvae.core import db, lineage
-from musicvae.core.config import Settings
+from musicvae.core.config import Settings, shard_size
 from musicvae.core.errors import BatchValidationError
+from musicvae.core.shards import discard, inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore
 from musicvae.quality import data_drift, expectations
 from musicvae.quality.profiles import AUDIO_FIELDS, LYRICS_FIELDS, TrackCheck, check_track
@@ -106,29 +107,70 @@ def known_profiles(conn, rows, silence_dbfs: float) -> dict:
     return known
 
 
-def run_validation(
-    settings: Settings, run_id: str, limits: Thresholds | None = None
-) -> ValidationResult:
-    limits = limits or load()
+def plan_validation(settings: Settings, run_id: str, size: int | None = None) -> list[dict]:
+    """Shard descriptors of this run: the tracks in status `new` now, `size` to a shard."""
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
-        rows = conn.execute(NEW_TRACKS).all()
-        if rows:
-            known = known_profiles(conn, rows, limits.silence_dbfs)
-            duplicates = conn.execute(DUPLICATES).all()
-    result = ValidationResult(run_id)
-    if not rows:
-        log.info("validate %s: no new tracks", run_id)
-        return result
+        rows = [r._asdict() for r in conn.execute(NEW_TRACKS)]
+    shards = split(store, run_prefix("validation", run_id), rows, size or shard_size())
+    lineage.read(lineage.table(settings, "tracks"))
+    lineage.wrote(lineage.objects(settings, run_prefix("validation", run_id)))
+    return shards
 
+
+def profile_shard(settings: Settings, shard: dict, limits: Thresholds | None = None) -> dict:
+    """Profile and judge one shard's tracks (decoding is the costly part); returns the shard."""
+    limits = limits or load()
+    store = ObjectStore(settings)
+    rows = [SimpleNamespace(**r) for r in inputs(store, shard)]
+    with db.engine(settings.database_url).connect() as conn:
+        known = known_profiles(conn, rows, limits.silence_dbfs)
+    checks = _profile_all(rows, store, limits, known)
+    store.put_json(output_key(shard, "checks.json"), [asdict(c) for c in checks])
+    run_objects = lineage.objects(settings, shard["key"].rsplit("/", 1)[0])
+    lineage.read(lineage.objects(settings, "raw"), run_objects)
+    lineage.wrote(run_objects)
+    return shard
+
+
+def _gather(store: ObjectStore, shards: list[dict]) -> tuple[list, list[TrackCheck]]:
+    rows, checks = [], []
+    for shard in ordered(store, shards, "checks.json"):
+        rows += [SimpleNamespace(**r) for r in inputs(store, shard)]
+        checks += [TrackCheck(**c) for c in store.get_json(output_key(shard, "checks.json"))]
+    return rows, checks
+
+
+def run_validation(
+    settings: Settings,
+    run_id: str,
+    limits: Thresholds | None = None,
+    shards: list[dict] | None = None,
+) -> ValidationResult:
+    """Decide the batch from its profiled `shards` (the DAG's mapped tasks), or plan and
+    profile them here first (one process: the CLI and tests)."""
+    limits = limits or load()
+    store = ObjectStore(settings)
+    eng = db.engine(settings.database_url)
     # Importing Great Expectations takes seconds; it runs while the tracks are decoded.
     gx_import = threading.Thread(target=expectations.import_gx, daemon=True)
     gx_import.start()
-    checks = _profile_all(rows, store, limits, known)
+    if shards is None:
+        shards = [profile_shard(settings, s, limits) for s in plan_validation(settings, run_id)]
+    rows, checks = _gather(store, shards)
+    result = ValidationResult(run_id)
+    if not rows:
+        log.info("validate %s: no new tracks", run_id)
+        discard(store, run_prefix("validation", run_id))
+        return result
+    with eng.connect() as conn:
+        duplicates = conn.execute(DUPLICATES).all()
     by_id = {c.track_id: c for c in checks}
     for track_id, kind, other in duplicates:
+        if track_id not in by_id:
+            continue  # ingested after this run was planned: the next run sees it
         check = by_id[track_id]
         check.profile["duplicate_of"] = other
         check.error(f"{kind}_duplicate", f"same {kind} content as {other}")
@@ -158,7 +200,7 @@ def run_validation(
             {"r": run_id},
         ).first()
 
-    prefix = f"reports/validation/{_safe(run_id)}"
+    prefix = f"reports/{run_prefix('validation', run_id)}"
     gx_import.join()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="musicvae-docs-") as docs:
@@ -193,7 +235,11 @@ def run_validation(
         "text/html; charset=utf-8",
     )
     write_run(eng, result, checks, outcomes, drift)
-    lineage.read(lineage.objects(settings, "raw"), lineage.table(settings, "tracks"))
+    discard(store, run_prefix("validation", run_id))
+    lineage.read(
+        lineage.objects(settings, run_prefix("validation", run_id)),
+        lineage.table(settings, "tracks"),
+    )
     lineage.wrote(
         *lineage.tables(
             settings,
@@ -323,7 +369,3 @@ def _upload_folder(store: ObjectStore, folder: Path, prefix: str) -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, paths))
     return len(paths)
-
-
-def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)

@@ -1,0 +1,188 @@
+"""The recluster at catalogue scale: a million tracks whose embeddings are already computed.
+
+    python -m benchmarks.bench_scale [--tracks 1000000] [--dim 32] [--clusters 8]
+
+A fresh database on the local stack gets `tracks` valid tracks and a champion model version;
+their embeddings (clustered Gaussians) are written as the recluster's embedding shards would
+leave them (MUSICVAE_SHARD_SIZE tracks each, in object storage). Then `run_recluster` runs twice
+on those shards, as catalogue_recluster's last task does: the first run clusters from scratch
+with model version 1; the second, as after next week's retrain, clusters version 2's embeddings
+(shifted) anchored to the first run, keeping its cluster ids. Each is timed whole (gathering the
+shards, MiniBatchKMeans above MUSICVAE_MINIBATCH_ABOVE tracks, stable ids, cluster summaries,
+and one transaction that COPYs every embedding and assignment and builds the HNSW index),
+with the peak memory of this process. Target: under 10 minutes a run. Figures go to
+benchmarks/results/scale.json under "recluster".
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import resource
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from benchmarks.bench_features import machine_info
+from benchmarks.bench_sql import synthetic
+from musicvae.catalogue.recluster import run_recluster
+from musicvae.catalogue.shards import minibatch_size, prefix
+from musicvae.core import db
+from musicvae.core.config import shard_size
+from musicvae.core.shards import output_key, split
+from musicvae.core.storage import ObjectStore
+from musicvae.local.stack import Stack
+
+log = logging.getLogger("benchmarks.scale")
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "scale.json"
+TARGET_S = 10 * 60
+GENRES = ("Pop", "Rock", "Jazz", "Electronic", "Classical", "Hip-Hop", "Country", "Blues")
+
+
+def catalogue(settings, labels: np.ndarray) -> list[dict]:
+    """Valid tracks (a genre per Gaussian, so the run's NMI means something) and a champion;
+    returns the tracks as the recluster's shards hold them."""
+    tracks = [
+        {
+            "track_id": f"bench/T{i:07d}",
+            "audio_key": None,
+            "audio_sha256": None,
+            "lyrics_key": None,
+            "lyrics_sha256": None,
+            "genre": GENRES[label % len(GENRES)],
+            "quadrant": f"Q{label % 4 + 1}",
+        }
+        for i, label in enumerate(labels.tolist())
+    ]
+    with db.engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO ingest_runs (run_id, landing) VALUES ('b', 'bench')"))
+        db.copy_rows(
+            conn,
+            "tracks",
+            ("track_id", "subset", "song_id", "genre", "quadrant", "status", "ingest_run_id"),
+            (
+                (t["track_id"], "bench", t["track_id"][7:], t["genre"], t["quadrant"], "valid", "b")
+                for t in tracks
+            ),
+        )
+    return tracks
+
+
+def champion(settings, n_tracks: int, seed: int) -> int:
+    """A new model version, made champion (its embeddings are the shards' synthetic ones)."""
+    with db.engine(settings.database_url).begin() as conn:
+        version = conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (snapshot_id, n_tracks, params, params_hash, "
+                "code_version, artifact_prefix) VALUES ('bench', :n, CAST(:p AS jsonb), :h, "
+                "'bench', 'bench') RETURNING version"
+            ),
+            {"n": n_tracks, "p": json.dumps({"n_clusters": len(GENRES), "seed": seed}), "h": seed},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_aliases (alias, version, reason) VALUES ('champion', :v, "
+                "'bench') ON CONFLICT (alias) DO UPDATE SET version = EXCLUDED.version"
+            ),
+            {"v": version},
+        )
+    return version
+
+
+def shards(
+    settings, run_id: str, version: int, tracks: list[dict], embeddings: np.ndarray
+) -> list[dict]:
+    """The embedding shards catalogue_recluster's mapped tasks would leave for `run_id`."""
+    store = ObjectStore(settings)
+    size = shard_size()
+    out = split(store, prefix(run_id), tracks, size, model_version=version)
+    for shard in out:
+        buf = io.BytesIO()
+        np.save(buf, embeddings[shard["index"] * size :][:size], allow_pickle=False)
+        store.put_bytes(output_key(shard, "npy"), buf.getvalue())
+    log.info("%s: %d embedding shards written", run_id, len(out))
+    return out
+
+
+def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
+    started = time.perf_counter()
+    result = run_recluster(settings, run_id, shards=shards)
+    seconds = time.perf_counter() - started
+    log.info("%s: %.1f s, %s", run_id, seconds, result.metrics)
+    return {
+        "seconds": round(seconds, 1),
+        "tracks_per_s": round(result.n_tracks / seconds),
+        "genre_nmi": result.metrics.get("genre_nmi"),
+        "anchored": result.metrics["anchored"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tracks", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    stack = Stack(HERE / ".cache" / "stack-scale")
+    stack.up(airflow=False)
+    try:
+        name = f"bench_scale_{uuid.uuid4().hex[:6]}"
+        settings = replace(
+            stack.settings(),
+            database_url=stack.create_database(name),
+            bucket=name.replace("_", "-"),
+        )
+        db.migrate(db.engine(settings.database_url))
+        ObjectStore(settings).ensure_bucket()
+        embeddings, labels, _ = synthetic(args.tracks, args.dim, len(GENRES))
+        tracks = catalogue(settings, labels)
+        runs = {}
+        # The weekly flow: a retrain's new champion, then a recluster anchored to the last run.
+        for seed, run_id in enumerate(("first", "second")):
+            version = champion(settings, len(tracks), seed)
+            moved = embeddings + np.float32(0.1 * seed)  # another model's latent space
+            runs[run_id] = timed_run(
+                settings, run_id, shards(settings, run_id, version, tracks, moved)
+            )
+    finally:
+        stack.down()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report = {
+        "machine": machine_info(),
+        "tracks": args.tracks,
+        "dim": args.dim,
+        "shard_size": shard_size(),
+        "minibatch": minibatch_size(args.tracks) is not None,
+        "first_run": runs["first"],
+        "next_champion_anchored": runs["second"],
+        "peak_rss_mb": round(peak_mb),
+        "target_s": TARGET_S,
+    }
+    out = json.loads(args.out.read_text()) if args.out.exists() else {}
+    out["recluster"] = report
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"\nrecluster of {args.tracks:,} tracks (embeddings computed, d={args.dim}):")
+    for name, run in (("first run", runs["first"]), ("next champion", runs["second"])):
+        verdict = "within" if run["seconds"] <= TARGET_S else "OVER"
+        print(
+            f"  {name}: {run['seconds']} s ({run['tracks_per_s']:,} tracks/s), "
+            f"{verdict} the {TARGET_S // 60}-minute target; genre NMI {run['genre_nmi']}"
+        )
+    print(f"  peak memory of this process: {peak_mb:,.0f} MB; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
