@@ -116,11 +116,7 @@ SHARD_SIZE = 2
 def two_workers(tmp_path_factory):
     """A Celery stack with two workers and shards of two tracks, a champion trained on an
     eight-track sample in this process, and catalogue_recluster run through the workers."""
-    from musicvae.ingest.run import run_ingest
-    from musicvae.quality.validate import run_validation
-    from musicvae.registry.snapshots import take_snapshot
-    from musicvae.retrain.promotion import decide
-    from musicvae.retrain.steps import RetrainParams, prepare_features, register, train
+    from .champion import train_champion
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
@@ -129,14 +125,7 @@ def two_workers(tmp_path_factory):
     try:
         landing = tmp_path_factory.mktemp("two-workers-landing")
         build_sample(landing, tracks=SHARD_TRACKS, seed=6, progress=False)
-        settings = stack.settings()
-        run_ingest(settings, "ingest", str(landing))
-        run_validation(settings, "validate")
-        snapshot = take_snapshot(settings)["snapshot_id"]
-        prepare_features(settings, snapshot, "mel")
-        params = RetrainParams(epochs=2, n_clusters=3, vocab_size=64, audio_frontend="mel")
-        version = register(settings, train(settings, snapshot, params), "retrain")
-        assert decide(settings, version, margin=0.01)["promoted"]
+        train_champion(stack.settings(), landing, n_clusters=3)
         client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
         client.wait_for_dags(["catalogue_recluster"])
         client.unpause("catalogue_recluster")

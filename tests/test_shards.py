@@ -12,23 +12,15 @@ from musicvae.core.errors import ShardMissingError
 from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
-from musicvae.registry.snapshots import take_snapshot
-from musicvae.retrain.promotion import decide
-from musicvae.retrain.steps import RetrainParams, prepare_features, register, train
+
+from .champion import train_champion
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def champion(settings, landing):
-    run_ingest(settings, "ingest", str(landing))
-    run_validation(settings, "validate")
-    snapshot = take_snapshot(settings)["snapshot_id"]
-    prepare_features(settings, snapshot, "mel")
-    params = RetrainParams(epochs=2, n_clusters=4, vocab_size=128, audio_frontend="mel")
-    version = register(settings, train(settings, snapshot, params), "retrain")
-    assert decide(settings, version, margin=0.01)["promoted"]
-    return version
+    return train_champion(settings, landing, n_clusters=4)
 
 
 def _assignments(settings, run_id: str) -> dict:
