@@ -66,8 +66,7 @@ def run_recluster(
     if shards is None:
         shards = [embed(settings, s) for s in plan(settings, run_id, model_version)]
     store = ObjectStore(settings)
-    eng = db.engine(settings.database_url)
-    db.migrate(eng)
+    eng = db.engine(settings.database_url)  # migrated by plan
     with eng.connect() as conn:
         mv = versions.get(conn, shards[0]["model_version"])
     tracks, embeddings = gather(store, shards)

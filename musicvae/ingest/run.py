@@ -56,11 +56,9 @@ class _StoredFile:
 class _FileStore:
     """Hashes landing files (skipping those whose size and mtime are cached) and uploads them."""
 
-    def __init__(
-        self, landing: Landing, store: ObjectStore, stats: dict, cache: dict, result: IngestResult
-    ):
+    def __init__(self, landing: Landing, store: ObjectStore, stats: dict, cache: dict):
         self.landing, self.store, self.stats, self.cache = landing, store, stats, cache
-        self.result = result
+        self.uploaded = 0
         self.cache_updates: dict[str, tuple[int, int, str]] = {}
         self._stored: dict[str, set[str]] = {}
 
@@ -87,7 +85,7 @@ class _FileStore:
         if data:
             key = content_key(prefix, sha, suffix)
             if self.store.put_if_absent(key, data):
-                self.result.files_uploaded += 1
+                self.uploaded += 1
             if prefix in self._stored:  # keep the listing true for later files of this run
                 self._stored[prefix].add(key)
         self.cache_updates[cache_key] = (len(data), stat.version, sha)
@@ -154,8 +152,7 @@ def upload_shard(settings: Settings, shard: dict) -> dict:
                 {"p": [source.uri(rel) for rel in stats]},
             )
         }
-    counter = IngestResult(shard["run_id"], landing=source.describe())
-    files = _FileStore(source, store, stats, cache, counter)
+    files = _FileStore(source, store, stats, cache)
     rows, started = [], time.monotonic()
     for i, item in enumerate(items, 1):
         rows.append(_track_row(TrackEntry(**item["entry"]), files, shard["run_id"]))
@@ -166,9 +163,9 @@ def upload_shard(settings: Settings, shard: dict) -> dict:
                 i,
                 len(items),
                 i / max(time.monotonic() - started, 1e-9),
-                counter.files_uploaded,
+                files.uploaded,
             )
-    output = {"rows": rows, "cache": files.cache_updates, "uploaded": counter.files_uploaded}
+    output = {"rows": rows, "cache": files.cache_updates, "uploaded": files.uploaded}
     store.put_json(output_key(shard, "rows.json"), output)
     run_objects = lineage.objects(settings, shard["key"].rsplit("/", 1)[0])
     lineage.read(lineage.landing(shard["landing"]), run_objects)

@@ -154,17 +154,22 @@ def run_validation(
     limits = limits or load()
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
-    # Importing Great Expectations takes seconds; it runs while the tracks are decoded.
+    # Importing Great Expectations takes seconds: in one process it runs while the tracks are
+    # decoded, here while their profiles are gathered and checked for duplicates.
     gx_import = threading.Thread(target=expectations.import_gx, daemon=True)
-    gx_import.start()
     if shards is None:
-        shards = [profile_shard(settings, s, limits) for s in plan_validation(settings, run_id)]
+        shards = plan_validation(settings, run_id)
+        if any(s["n_items"] for s in shards):
+            gx_import.start()
+        shards = [profile_shard(settings, s, limits) for s in shards]
     rows, checks = _gather(store, shards)
     result = ValidationResult(run_id)
     if not rows:
         log.info("validate %s: no new tracks", run_id)
         discard(store, run_prefix("validation", run_id))
         return result
+    if gx_import.ident is None:
+        gx_import.start()
     with eng.connect() as conn:
         duplicates = conn.execute(DUPLICATES).all()
     by_id = {c.track_id: c for c in checks}
