@@ -240,7 +240,11 @@ def test_a_reviewer_approves_a_new_version_from_the_required_actions_tab(ui, pag
     )
     expect(page.get_by_text("to champion?").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     _shot(page, "10-required-action")
-    page.get_by_role("button", name="Approve").click()
+    approve = page.get_by_role("button", name="Approve")
+    expect(approve).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    approve.click()
+    # The UI confirms that Airflow recorded the answer; the run then goes on by itself.
+    expect(page.get_by_text("review response successful")).to_be_visible(timeout=UI_TIMEOUT_MS)
     client.wait("musicvae_retrain", run_id, timeout=600)
     [(promotion,)] = _query(
         stack, "SELECT promotion FROM model_versions WHERE dag_run_id = :r", r=run_id

@@ -140,6 +140,10 @@ def test_missing_required_column_fails_the_batch(tmp_path):
         _scan(_landing(tmp_path, rows, {}))
 
 
+def test_an_empty_landing_zone_has_nothing_to_ingest_yet(tmp_path):
+    assert _scan(Landing.open(str(tmp_path))) == []
+
+
 def test_a_landing_zone_without_merge_folders_is_a_clear_error(tmp_path):
     (tmp_path / "random.txt").write_text("hello")
     with pytest.raises(CatalogueError, match="no MERGE subset folder.*not one itself"):

@@ -84,6 +84,16 @@ def test_an_unchanged_rerun_uploads_and_writes_nothing(settings, landing):
     assert _snapshot(settings) == before
 
 
+def test_an_empty_landing_zone_ingests_nothing_and_does_not_fail(settings, tmp_path):
+    """An hourly run before the first download lands finds nothing, every hour."""
+    for run in ("hourly-1", "hourly-2"):
+        result = run_ingest(settings, run, str(tmp_path))
+        assert not result.changed
+        assert (result.files_seen, result.tracks_new, result.rejected) == (0, 0, 0)
+    assert _rows(settings, "SELECT * FROM tracks") == []
+    assert list(ObjectStore(settings).list_keys("")) == []
+
+
 def test_a_file_missing_from_object_storage_is_uploaded_again(settings, landing):
     # The landing zone is unchanged, so the hash cache vouches for every file; the object store
     # still has to hold it.

@@ -137,7 +137,13 @@ def _index_files(
 
 
 def scan(landing: Landing, rel_paths: list[str]) -> list[SubsetScan]:
-    """Pair metadata rows with files for every MERGE subset folder found in the landing zone."""
+    """Pair metadata rows with files for every MERGE subset folder found in the landing zone.
+
+    An empty landing zone has nothing to pair yet (an hourly run before the first download
+    lands); one that holds files but no MERGE folder is pointed at the wrong place.
+    """
+    if not rel_paths:
+        return []
     names = set(rel_paths)
     folders = sorted({p.split("/", 1)[0] for p in rel_paths if "/" in p} & set(SUBSETS))
     if not folders:

@@ -135,15 +135,40 @@ class AirflowClient:
             if run["state"] in FINISHED:
                 break
             if time.monotonic() - started > timeout:
-                raise AirflowError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s")
+                raise AirflowError(
+                    f"{dag_id} run {run_id} not finished after {timeout:.0f} s ({line})"
+                )
             time.sleep(every)
         if run["state"] != "success":
             failed = [t for t, s in states.items() if s in ("failed", "upstream_failed")]
             raise AirflowError(
-                f"{dag_id} run {run_id} failed (tasks: {failed}); see the task "
-                f"logs in the Airflow UI"
+                f"{dag_id} run {run_id} failed (tasks: {failed}): {self.failure(dag_id, run_id)}"
             )
         return run
+
+    def failure(self, dag_id: str, run_id: str) -> str:
+        """Why a run's first failed task failed, from the error its log records."""
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] != "failed":
+                continue
+            where = f"{ti['task_id']}" + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
+            path = (
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
+                f"/logs/{max(ti['try_number'], 1)}"
+            )
+            params = {"full_content": "true", "map_index": ti["map_index"]}
+            try:
+                entries = self._call("GET", path, params=params).get("content") or []
+            except AirflowError as e:
+                return f"{where} failed; its log could not be read ({e})"
+            errors = [
+                f"{d.get('exc_type')}: {d.get('exc_value')}"
+                for e in entries
+                if isinstance(e, dict)
+                for d in (e.get("error_detail") or [])[-1:]
+            ]
+            return f"{where}: {errors[-1] if errors else 'no error in its log; see the Airflow UI'}"
+        return "no task failed; see the run in the Airflow UI"
 
     def _has_consumers(self, asset_id: int) -> bool:
         return bool(self._call("GET", f"/assets/{asset_id}")["scheduled_dags"])
