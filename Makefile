@@ -84,9 +84,12 @@ bench-model: install
 bench-pipeline: install
 	$(PY) -m benchmarks.bench_pipeline
 
-# Not part of `make bench`: a million-track recluster, twice (figures in benchmarks/results/scale.json).
-bench-scale: install
+# Not part of `make bench` (figures in benchmarks/results/scale.json): a million-track recluster,
+# twice; then the sharded stages on 1 and 2 Celery workers, BENCH_ARGS passed on (hours at the
+# default 100,000 tracks on 2 cores; e.g. BENCH_ARGS="--tracks 3000 --shard-size 750").
+bench-scale: install system-deps
 	$(PY) -m benchmarks.bench_scale
+	$(PY) -m benchmarks.bench_workers $(BENCH_ARGS)
 
 bench-sql: install
 	$(PY) -m benchmarks.bench_sql

@@ -1,0 +1,350 @@
+"""The sharded stages on Airflow's Celery workers: one task against shards on 1 and 2 workers.
+
+    python -m benchmarks.bench_workers [--tracks 100000] [--shard-size 5000] [--clip-seconds 4]
+
+A MERGE_Audio_Complete-shaped catalogue of `tracks` short clips is written once under
+benchmarks/.cache/workers-<N>/. Its audio is reused decoded content under distinct ids: 32 clips
+are rendered, and each track's MP3 is one of them with an ID3v1 tag naming the track. Every
+file thus has its own content hash (ingest uploads it, the feature store computes it), while
+building 100,000 tracks takes minutes, not hours of synthesis. The data-quality thresholds are
+the packaged ones with `min_duration_s` lowered to accept the short clips.
+
+Each configuration gets a fresh local stack with the CeleryExecutor and runs the pipeline through
+Airflow's scheduler as `make demo` does: merge_ingest -> merge_validate -> catalogue_assign, then
+musicvae_retrain (features, a short training) -> catalogue_recluster:
+
+one task     MUSICVAE_SHARD_SIZE above the catalogue, 1 worker: each stage is one task, as before
+             the stages were sharded;
+1 worker     shards of `shard_size`, 1 worker;
+2 workers    shards of `shard_size`, 2 workers.
+
+A stage's time is the wall clock from its first task's start to its last task's end (plan, the
+mapped shards and the reduce). Every process of each server is sampled for its resident memory
+(once a second, with psutil); the report gives each server's and each worker's task processes'
+peak. The last section extrapolates to 1M tracks on N workers from the measured per-track rates.
+Figures go to benchmarks/results/scale.json under "pipeline".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from benchmarks.bench_features import machine_info
+from musicvae.local.airflow_client import AirflowClient
+from musicvae.local.demo import run_pipeline
+from musicvae.local.sample import metadata
+from musicvae.local.sample.audio import SAMPLE_RATE, encode_mp3, render_audio
+from musicvae.local.sample.layout import write_if_changed
+from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.stack import Stack
+from musicvae.quality.thresholds import DEFAULT_FILE
+
+log = logging.getLogger("benchmarks.workers")
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+RESULTS = HERE / "results" / "scale.json"
+TIMEOUT_S = 6 * 3600
+BASE_CLIPS = 32
+ONE_TASK = "one task"
+# Each stage: its DAG and the tasks that make it (the plan, the mapped shards, the reduce).
+STAGES = {
+    "ingest": ("merge_ingest", ("shards", "upload", "ingest")),
+    "validate": ("merge_validate", ("shards", "profile", "validate")),
+    "features": ("musicvae_retrain", ("feature_shards", "features")),
+    "recluster": ("catalogue_recluster", ("shards", "embed", "recluster")),
+}
+
+
+def id3v1(title: str) -> bytes:
+    """An ID3v1 tag (128 bytes, after the audio): decoders skip it, the content hash does not."""
+    text = title.encode("ascii")[:30].ljust(30, b"\0")
+    return b"TAG" + text + bytes(94) + b"\xff"
+
+
+def catalogue(root: Path, tracks: int, clip_seconds: float, seed: int = 0) -> Path:
+    """The MERGE_Audio_Complete tree of `tracks` short clips (see the module docstring)."""
+    subset = root / "MERGE_Audio_Complete"
+    csv = subset / "merge_audio_complete_metadata.csv"
+    if csv.exists():
+        return subset
+    rows = metadata.plan(tracks, seed)
+    clips = [
+        encode_mp3(
+            render_audio(r.label, r.quadrant, seed, r.index)[: int(clip_seconds * SAMPLE_RATE)]
+        )
+        for r in rows[:BASE_CLIPS]
+    ]
+    started = time.monotonic()
+    for i, row in enumerate(rows, 1):
+        path = subset / row.quadrant / f"{row.audio_id}.mp3"
+        write_if_changed(path, clips[row.index % len(clips)] + id3v1(row.audio_id))
+        if i % 10000 == 0 or i == tracks:
+            log.info(
+                "catalogue: %d/%d tracks written (%.0f/s)",
+                i,
+                tracks,
+                i / (time.monotonic() - started),
+            )
+    # The metadata last: its presence marks a finished catalogue.
+    lines = metadata.metadata_csv((metadata.metadata(r, seed) for r in rows), audio_only=True)
+    write_if_changed(csv, lines)
+    return subset
+
+
+def thresholds(path: Path, clip_seconds: float) -> Path:
+    """The packaged data-quality thresholds, accepting clips of `clip_seconds`."""
+    text = DEFAULT_FILE.read_text()
+    old = next(line for line in text.splitlines() if line.startswith("min_duration_s"))
+    path.write_text(text.replace(old, f"min_duration_s = {clip_seconds / 2}"))
+    return path
+
+
+class MemorySampler(threading.Thread):
+    """Peak resident memory of every process of a stack, by the server it descends from (a
+    Celery worker's task processes under that worker)."""
+
+    def __init__(self, stack_root: Path, every: float = 1.0):
+        super().__init__(daemon=True)
+        self.every = every
+        self.servers = {
+            int(p.read_text().split()[0]): "postgres" if p.stem == "postmaster" else p.stem
+            for p in stack_root.glob("**/*.pid")
+        }
+        self.peaks: dict[str, float] = defaultdict(float)
+        self.totals: dict[str, float] = defaultdict(float)
+        # (time, MB): the largest process the Celery workers started (the task runners).
+        self.task_rss: list[tuple[datetime, float]] = []
+        self.done = threading.Event()
+
+    def _server(self, pid: int, parents: dict[int, int]) -> str | None:
+        while pid and pid not in self.servers:
+            pid = parents.get(pid, 0)
+        return self.servers.get(pid)
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            procs = [p.info for p in psutil.process_iter(["pid", "ppid", "memory_info"])]
+            parents = {p["pid"]: p["ppid"] for p in procs}
+            total: dict[str, float] = defaultdict(float)
+            sample: dict[str, float] = defaultdict(float)
+            for p in procs:
+                server = self._server(p["pid"], parents)
+                if server is None or p["memory_info"] is None:
+                    continue
+                rss = p["memory_info"].rss / 2**20
+                role = server if p["pid"] in self.servers else f"{server} (children)"
+                self.peaks[role] = max(self.peaks[role], rss)
+                if p["pid"] not in self.servers:
+                    sample[server] = max(sample[server], rss)
+                total[server] += rss
+            for server, mb in total.items():
+                self.totals[server] = max(self.totals[server], mb)
+            tasks = [v for k, v in sample.items() if k.startswith("airflow-celery-worker")]
+            self.task_rss.append((datetime.now(UTC), max(tasks, default=0.0)))
+
+    def task_peak(self, start: datetime, end: datetime) -> int:
+        """The largest task process seen between two times (MB)."""
+        return round(max((mb for t, mb in self.task_rss if start <= t <= end), default=0.0))
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.join()
+        return {
+            "peak_rss_mb_by_process": {k: round(v) for k, v in sorted(self.peaks.items())},
+            "peak_rss_mb_by_server": {k: round(v) for k, v in sorted(self.totals.items())},
+        }
+
+
+def stage_times(client: AirflowClient, runs: dict[str, str]) -> dict[str, dict]:
+    """Each stage's wall clock (its first task's start to its last task's end), the summed run
+    time of its mapped shard tasks, and the hostnames those ran on."""
+    out = {}
+    for stage, (dag_id, task_ids) in STAGES.items():
+        tis = [
+            ti
+            for ti in client.task_instances(dag_id, runs[dag_id])
+            if ti["task_id"] in task_ids and ti.get("start_date") and ti.get("end_date")
+        ]
+        spans = [
+            (datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
+            for ti in tis
+        ]
+        mapped = [
+            (s, e) for ti, (s, e) in zip(tis, spans, strict=True) if ti["task_id"] == task_ids[1]
+        ]
+        out[stage] = {
+            "start": min(s for s, _ in spans),
+            "end": max(e for _, e in spans),
+            "wall_s": round(
+                (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds(), 1
+            ),
+            "shard_tasks_s": round(sum((e - s).total_seconds() for s, e in mapped), 1),
+            "shards": len(mapped),
+            "hostnames": sorted({ti["hostname"] for ti in tis if ti["task_id"] == task_ids[1]}),
+        }
+    return out
+
+
+def run_config(landing: Path, shard_size: int, workers: int, conf: dict) -> dict:
+    """One configuration on a fresh stack; its stage times and peak memory."""
+    stack_dir = CACHE / f"stack-workers-{workers}-{shard_size}"
+    Stack(stack_dir).down()
+    shutil.rmtree(stack_dir, ignore_errors=True)
+    os.environ["MUSICVAE_SHARD_SIZE"] = str(shard_size)
+    stack = Stack(stack_dir, executor="celery", workers=workers)
+    stack.up(landing=str(landing))
+    slots = int(stack.airflow.env(stack.settings())["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    sampler = MemorySampler(stack_dir)
+    sampler.start()
+    try:
+        client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
+        started = time.monotonic()
+        runs = run_pipeline(client, conf, timeout=TIMEOUT_S).runs
+        wall = time.monotonic() - started
+        stages = stage_times(client, runs)
+    finally:
+        memory = sampler.stop()
+        stack.down()
+    for t in stages.values():
+        t["task_peak_rss_mb"] = sampler.task_peak(t.pop("start"), t.pop("end"))
+    log.info(
+        "%d workers, shards of %d: %s",
+        workers,
+        shard_size,
+        {k: v["wall_s"] for k, v in stages.items()},
+    )
+    return {
+        "shard_size": shard_size,
+        "workers": workers,
+        "slots_per_worker": slots,
+        "stages": stages,
+        "pipeline_wall_s": round(wall, 1),
+        **memory,
+        "runs": runs,
+    }
+
+
+def label(config: dict, tracks: int) -> str:
+    if config["shard_size"] > tracks:
+        return ONE_TASK
+    workers, slots = config["workers"], config["slots_per_worker"]
+    return f"{workers} worker{'s' * (workers > 1)} x {slots} slot{'s' * (slots > 1)}"
+
+
+def speedups(configs: dict) -> dict:
+    """Each sharded configuration's stage times against the one task's (>1: faster)."""
+    one = configs[ONE_TASK]["stages"]
+    return {
+        "speedup_vs_one_task": {
+            name: {s: round(one[s]["wall_s"] / t["wall_s"], 2) for s, t in c["stages"].items()}
+            for name, c in configs.items()
+            if name != ONE_TASK
+        }
+    }
+
+
+def extrapolate(one_task: dict, tracks: int, target: int, workers: tuple[int, ...]) -> dict:
+    """Each stage's time at `target` tracks on N workers, from the one-task run.
+
+    There a stage's shard task had the machine to itself; the rest of its wall clock is the plan
+    and reduce tasks and the scheduling between them, which run once whatever the workers.
+    Assumed: both parts grow linearly with the tracks (the measured per-track rates hold), each
+    worker is a machine like this one, so N workers run N shards at a time at the one-task
+    rate, and PostgreSQL and object storage keep up with them.
+    """
+    out = {}
+    for n in workers:
+        stages = {}
+        for stage, t in one_task.items():
+            rest_s = t["wall_s"] - t["shard_tasks_s"]
+            stages[stage] = round((rest_s + t["shard_tasks_s"] / n) * target / tracks)
+        out[f"{n} workers"] = {"stages_s": stages, "total_s": sum(stages.values())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tracks", type=int, default=100_000)
+    p.add_argument("--shard-size", type=int, default=5000)
+    p.add_argument("--clip-seconds", type=float, default=4.0)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    work = CACHE / f"workers-{args.tracks}"
+    landing = catalogue(work, args.tracks, args.clip_seconds)
+    os.environ["MUSICVAE_DATA_QUALITY_CONFIG"] = str(
+        thresholds(work / "data_quality.toml", args.clip_seconds)
+    )
+    conf = {"epochs": args.epochs, "seed": 0}
+    configs = {}
+    for shard_size, workers in ((args.tracks + 1, 1), (args.shard_size, 1), (args.shard_size, 2)):
+        result = run_config(landing, shard_size, workers, conf)
+        configs[label(result, args.tracks)] = result
+        (work / "configs.json").write_text(json.dumps(configs, indent=2))  # if a later one fails
+    report = {
+        "tracks": args.tracks,
+        "clip_seconds": args.clip_seconds,
+        "configs": configs,
+        **speedups(configs),
+        "extrapolated_1m": extrapolate(
+            configs[ONE_TASK]["stages"], args.tracks, 1_000_000, (1, 2, 8, 32)
+        ),
+        "machine": machine_info(),
+    }
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    args.out.write_text(json.dumps({**results, "pipeline": report}, indent=2) + "\n")
+    print_table(report)
+    return 0
+
+
+def print_table(report: dict) -> None:
+    configs = report["configs"]
+    names = list(configs)
+    print(f"\nsharded stages, {report['tracks']} tracks of {report['clip_seconds']} s clips")
+    print("  stage       " + "".join(f"{n:>22}" for n in names))
+    for stage in STAGES:
+        cells = []
+        for name, c in configs.items():
+            cell = f"{c['stages'][stage]['wall_s']:.0f} s"
+            if name != ONE_TASK:
+                cell += f" ({report['speedup_vs_one_task'][name][stage]:.2f}x)"
+            cells.append(f"{cell:>22}")
+        print(f"  {stage:<12}" + "".join(cells))
+    print("  (x: the one task's time over this one's; above 1 is faster)")
+    print("\nlargest task process on the workers while each stage ran (MB)")
+    for stage in STAGES:
+        cells = "".join(f"{c['stages'][stage]['task_peak_rss_mb']:>22}" for c in configs.values())
+        print(f"  {stage:<12}{cells}")
+    print("\npeak resident memory (MB); '(children)': the largest process a server started")
+    roles = sorted({r for c in configs.values() for r in c["peak_rss_mb_by_process"]})
+    for role in roles:
+        cells = "".join(f"{c['peak_rss_mb_by_process'].get(role, 0):>22}" for c in configs.values())
+        print(f"  {role:<34}{cells[12:]}")
+    print(
+        "\nextrapolated to 1M tracks (the one task's per-track rates, a machine like this one "
+        "per worker)"
+    )
+    for name, e in report["extrapolated_1m"].items():
+        stages = ", ".join(f"{s} {t / 60:.0f}" for s, t in e["stages_s"].items())
+        print(f"  {name:<12} {e['total_s'] / 60:>6.0f} min ({stages})")
+    m = report["machine"]
+    print(f"machine: {m['cpu_count']} CPUs, {m['platform']}, load {m.get('load_average_1m', '?')}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
