@@ -13,15 +13,17 @@ Each configuration gets a fresh local stack with the CeleryExecutor and runs the
 Airflow's scheduler as `make demo` does: merge_ingest -> merge_validate -> catalogue_assign, then
 musicvae_retrain (features, a short training) -> catalogue_recluster:
 
-one task     MUSICVAE_SHARD_SIZE above the catalogue, 1 worker: each stage is one task, as before
-             the stages were sharded;
-1 worker     shards of `shard_size`, 1 worker;
-2 workers    shards of `shard_size`, 2 workers.
+one task            MUSICVAE_SHARD_SIZE above the catalogue: each stage is one task, as
+                    before the stages were sharded;
+1 worker x 2 slots  shards of `shard_size` on one worker (the stack gives a lone worker two
+                    task slots);
+2 workers x 1 slot  shards of `shard_size` on two workers, a slot each.
 
 A stage's time is the wall clock from its first task's start to its last task's end (plan, the
 mapped shards and the reduce). Every process of each server is sampled for its resident memory
 (once a second, with psutil); the report gives each server's and each worker's task processes'
-peak. The last section extrapolates to 1M tracks on N workers from the measured per-track rates.
+peak. The last section extrapolates to 1M tracks on N workers from the one-task run's
+per-track rates (see `extrapolate`).
 Figures go to benchmarks/results/scale.json under "pipeline".
 """
 
@@ -261,7 +263,8 @@ def extrapolate(one_task: dict, tracks: int, target: int, workers: tuple[int, ..
     and reduce tasks and the scheduling between them, which run once whatever the workers.
     Assumed: both parts grow linearly with the tracks (the measured per-track rates hold), each
     worker is a machine like this one, so N workers run N shards at a time at the one-task
-    rate, and PostgreSQL and object storage keep up with them.
+    rate, and PostgreSQL and object storage keep up with them. The second part also scales the
+    tasks' fixed start-up and scheduling seconds, so for many workers this is an upper bound.
     """
     out = {}
     for n in workers:
