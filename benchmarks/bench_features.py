@@ -53,6 +53,14 @@ DEFAULT_OUT = HERE / "results" / "features.json"
 WORKERS = 2  # one per core of the reference machine
 
 
+def log_to_console() -> None:
+    """Timestamped progress lines on stderr; the S3 client's retry warnings stay out of them."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
 def machine_info() -> dict:
     info = {
         "platform": platform.platform(),

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks import research_model as research
+from benchmarks.bench_features import log_to_console
 from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import run_ingest
 from musicvae.local.stack import Stack
@@ -250,10 +251,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "model.json")
     args = p.parse_args()
     args.seeds = list(range(args.seeds))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    log_to_console()
     started = time.monotonic()
 
     from benchmarks.realaudio import build_realaudio

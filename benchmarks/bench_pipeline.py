@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.bench_features import machine_info
+from benchmarks.bench_features import log_to_console, machine_info
 from musicvae.local.airflow_client import AirflowClient, utcnow
 from musicvae.local.demo import run_and_follow, run_pipeline
 from musicvae.local.sample.layout import build_sample
@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: the front end's")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    log_to_console()
     sample = build_sample(CACHE / f"merge-{args.tracks}", args.tracks, layout="audio_complete")
     log.info("catalogue: %d tracks in %s", sample.tracks, sample.root)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from benchmarks.bench_features import machine_info
+from benchmarks.bench_features import log_to_console, machine_info
 from benchmarks.bench_sql import synthetic
 from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import minibatch_size, prefix
@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    log_to_console()
     stack = Stack(HERE / ".cache" / "stack-scale")
     stack.up(airflow=False)
     try:

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.bench_features import log_to_console
 from musicvae.ingest.run import run_ingest
 from musicvae.local.sample.layout import build_sample
 from musicvae.local.stack import Stack
@@ -73,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracks", type=int, default=2000)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    log_to_console()
     sample = CACHE / f"sample-{args.tracks}"
     log.info("sample catalogue: %s", build_sample(sample, tracks=args.tracks, seed=0))
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.bench_features import machine_info
+from benchmarks.bench_features import log_to_console, machine_info
 from musicvae.local.airflow_client import AirflowClient
 from musicvae.local.demo import run_pipeline
 from musicvae.local.sample import metadata
@@ -169,31 +169,24 @@ class MemorySampler(threading.Thread):
 
 
 def stage_times(client: AirflowClient, runs: dict[str, str]) -> dict[str, dict]:
-    """Each stage's wall clock (its first task's start to its last task's end), the summed run
-    time of its mapped shard tasks, and the hostnames those ran on."""
+    """Each stage's window and wall clock (its first task's start to its last task's end), the
+    summed run time of its mapped shard tasks, and the hostnames those ran on."""
     out = {}
     for stage, (dag_id, task_ids) in STAGES.items():
-        tis = [
-            ti
+        ran = [
+            (ti, datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
             for ti in client.task_instances(dag_id, runs[dag_id])
             if ti["task_id"] in task_ids and ti.get("start_date") and ti.get("end_date")
         ]
-        spans = [
-            (datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
-            for ti in tis
-        ]
-        mapped = [
-            (s, e) for ti, (s, e) in zip(tis, spans, strict=True) if ti["task_id"] == task_ids[1]
-        ]
+        mapped = [(ti, s, e) for ti, s, e in ran if ti["task_id"] == task_ids[1]]
+        start, end = min(s for _, s, _ in ran), max(e for _, _, e in ran)
         out[stage] = {
-            "start": min(s for s, _ in spans),
-            "end": max(e for _, e in spans),
-            "wall_s": round(
-                (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds(), 1
-            ),
-            "shard_tasks_s": round(sum((e - s).total_seconds() for s, e in mapped), 1),
+            "start": start,
+            "end": end,
+            "wall_s": round((end - start).total_seconds(), 1),
+            "shard_tasks_s": round(sum((e - s).total_seconds() for _, s, e in mapped), 1),
             "shards": len(mapped),
-            "hostnames": sorted({ti["hostname"] for ti in tis if ti["task_id"] == task_ids[1]}),
+            "hostnames": sorted({ti["hostname"] for ti, _, _ in mapped}),
         }
     return out
 
@@ -284,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    log_to_console()
     work = CACHE / f"workers-{args.tracks}"
     landing = catalogue(work, args.tracks, args.clip_seconds)
     os.environ["MUSICVAE_DATA_QUALITY_CONFIG"] = str(

@@ -163,9 +163,9 @@ class AirflowClient:
                 return f"{where} failed; its log could not be read ({e})"
             errors = [
                 f"{d.get('exc_type')}: {d.get('exc_value')}"
-                for e in entries
-                if isinstance(e, dict)
-                for d in (e.get("error_detail") or [])[-1:]
+                for entry in entries
+                if isinstance(entry, dict)
+                for d in (entry.get("error_detail") or [])[-1:]
             ]
             return f"{where}: {errors[-1] if errors else 'no error in its log; see the Airflow UI'}"
         return "no task failed; see the run in the Airflow UI"

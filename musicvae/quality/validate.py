@@ -157,10 +157,12 @@ def run_validation(
     # Importing Great Expectations takes seconds: in one process it runs while the tracks are
     # decoded, here while their profiles are gathered and checked for duplicates.
     gx_import = threading.Thread(target=expectations.import_gx, daemon=True)
-    if shards is None:
+    profile_here = shards is None
+    if profile_here:
         shards = plan_validation(settings, run_id)
-        if any(s["n_items"] for s in shards):
-            gx_import.start()
+    if any(s["n_items"] for s in shards):  # else no rows: the run returns before it needs GX
+        gx_import.start()
+    if profile_here:
         shards = [profile_shard(settings, s, limits) for s in shards]
     rows, checks = _gather(store, shards)
     result = ValidationResult(run_id)
@@ -168,8 +170,6 @@ def run_validation(
         log.info("validate %s: no new tracks", run_id)
         discard(store, run_prefix("validation", run_id))
         return result
-    if gx_import.ident is None:
-        gx_import.start()
     with eng.connect() as conn:
         duplicates = conn.execute(DUPLICATES).all()
     by_id = {c.track_id: c for c in checks}
