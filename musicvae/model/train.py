@@ -338,7 +338,7 @@ def fit(
     if progress.best_state is not None:
         model.load_state_dict(progress.best_state)
     model.eval()
-    trained = TrainedModel(
+    return TrainedModel(
         model=model,
         config=config,
         audio_mean=stats[0],
@@ -347,4 +347,3 @@ def fit(
         best_val_loss=progress.best_val_loss,
         stopped_early=progress.stopped_early,
     )
-    return trained.fit_latent_scaling(data, train_rows)

@@ -1,0 +1,153 @@
+"""Why our beta-VAE clusters real audio no better than the frozen front end it reads: a study.
+
+    python -m benchmarks.latent_geometry [--seeds 5] [--out benchmarks/results/latent_geometry.json]
+
+On the dev real-audio set (`benchmarks.realaudio`, every window a track) it scores, with
+KMeans (k = the number of collections, n_init=10), NMI against the collection and two
+stabilities: "kmeans ARI", the mean ARI between KMeans seeds on ONE fixed representation, and
+"seed ARI", the mean ARI between the clusterings of the representations each seed trained.
+
+- the frozen front end's pooled patch features, standardised (the baseline);
+- their first 16 principal components, as they are and whitened (each to unit variance);
+- our VAE at its retrain defaults, once per seed: its embedding (the posterior means) and the
+  same standardised per dimension, as the embeddings of models trained before were.
+
+The KL term pulls the aggregate posterior towards N(0, I): every active latent dimension ends
+up with about unit variance, however much of the input it explains. That is a whitened space,
+and the whitened PCA rows show what whitening does to KMeans on these features. The VAE trains
+on the cached patch features directly, not through the stack, so the study takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from benchmarks.bench_features import log_to_console, machine_info
+from benchmarks.realaudio import METADATA_NAME, SUBSET_FOLDER, build_realaudio
+from musicvae.model.baselines import standardise
+from musicvae.model.frontends import EPOCHS, MusicnnFrontend, pooled
+from musicvae.model.train import fit
+from musicvae.model.trained import TrainConfig, TrainingData
+
+log = logging.getLogger("benchmarks.latent_geometry")
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+
+
+def patch_features(real: Path) -> tuple[np.ndarray, list[str]]:
+    """[N, P, D] musicnn patch features of every window and its collection, cached beside the
+    set (the front end's default layer, as the retrain reads it)."""
+    cached = CACHE / "latent-geometry-features.npz"
+    metadata = real / SUBSET_FOLDER / METADATA_NAME
+    rows = list(csv.DictReader(metadata.open(newline="")))
+    if cached.exists():
+        saved = np.load(cached)
+        return saved["patches"], list(saved["labels"])
+    files = {p.stem: p for p in real.rglob("*.mp3")}
+    frontend = MusicnnFrontend()
+    started = time.monotonic()
+    raw = frontend.extract(lambda r: files[r["Song"]].read_bytes(), rows, torch.device("cpu"), 2)
+    log.info("musicnn features of %d windows in %.0f s", len(rows), time.monotonic() - started)
+    patches = frontend.stack([frontend.row(r) for r in raw])
+    labels = [r["Genres"] for r in rows]
+    np.savez(cached, patches=patches, labels=np.array(labels))
+    return patches, labels
+
+
+def scores(reps: list[np.ndarray], labels: list[str], k: int) -> dict:
+    """NMI mean and sd over the representations (one per seed, KMeans seeded alike), their
+    clusterings' mean pairwise ARI, and that of 5 KMeans seeds on the first representation."""
+    fits = [KMeans(k, n_init=10, random_state=s).fit_predict(x) for s, x in enumerate(reps)]
+    nmi = [normalized_mutual_info_score(labels, f) for f in fits]
+    first = [KMeans(k, n_init=10, random_state=s).fit_predict(reps[0]) for s in range(5)]
+    return {
+        "nmi_mean": float(np.mean(nmi)),
+        "nmi_sd": float(np.std(nmi)),
+        "seed_ari": _mean_ari(fits) if len(reps) > 1 else None,
+        "kmeans_ari": _mean_ari(first),
+    }
+
+
+def _mean_ari(clusterings: list[np.ndarray]) -> float:
+    pairs = itertools.combinations(clusterings, 2)
+    return float(np.mean([adjusted_rand_score(a, b) for a, b in pairs]))
+
+
+def vae_embeddings(patches: np.ndarray, seeds: list[int]) -> list[np.ndarray]:
+    """Per seed, the embedding of every window."""
+    n = len(patches)
+    no_lyrics = np.zeros((n, 1), np.float32)
+    data = TrainingData(patches, np.ones(n, bool), no_lyrics, np.zeros(n, bool), patches=True)
+    out = []
+    for seed in seeds:
+        started = time.monotonic()
+        trained = fit(data, TrainConfig(epochs=EPOCHS["musicnn"], seed=seed))
+        out.append(trained.embed(data).astype(np.float64))
+        log.info(
+            "VAE seed %d: %d epochs in %.0f s",
+            seed,
+            len(trained.history),
+            time.monotonic() - started,
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "latent_geometry.json")
+    args = p.parse_args()
+    seeds = list(range(args.seeds))
+    log_to_console()
+    real = CACHE / "realaudio-set"
+    build_realaudio(real, CACHE / "realaudio")
+    patches, labels = patch_features(real)
+    k = len(set(labels))
+    frozen = standardise(pooled(patches)).astype(np.float64)
+    vae = vae_embeddings(patches, seeds)
+    rows = {
+        "musicnn pooled (frozen)": scores([frozen] * len(seeds), labels, k),
+        "  its PCA 16": scores(
+            [PCA(16, random_state=s).fit_transform(frozen) for s in seeds], labels, k
+        ),
+        "  its PCA 16, whitened": scores(
+            [PCA(16, whiten=True, random_state=s).fit_transform(frozen) for s in seeds], labels, k
+        ),
+        "VAE posterior means": scores(vae, labels, k),
+        "  standardised per dimension": scores([standardise(z) for z in vae], labels, k),
+    }
+    print(f"\n{len(labels)} windows, {k} collections, KMeans, {len(seeds)} seeds")
+    print(f"  {'':34s} {'NMI':>15s} {'seed ARI':>9s} {'kmeans ARI':>11s}")
+    for name, r in rows.items():
+        seed_ari = (
+            "-" if r["seed_ari"] is None or name.startswith("musicnn") else (f"{r['seed_ari']:.2f}")
+        )
+        print(
+            f"  {name:34s} {r['nmi_mean']:.3f} ± {r['nmi_sd']:.3f} {seed_ari:>9s}"
+            f" {r['kmeans_ari']:11.2f}"
+        )
+    report = {
+        "windows": len(labels),
+        "collections": k,
+        "seeds": seeds,
+        "rows": rows,
+        "machine": machine_info(),
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
