@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import itertools
 import json
 import logging
@@ -47,14 +49,14 @@ CACHE = HERE / ".cache"
 
 
 def patch_features(real: Path) -> tuple[np.ndarray, list[str]]:
-    """[N, P, D] musicnn patch features of every window and its collection, cached beside the
-    set (the front end's default layer, as the retrain reads it)."""
-    cached = CACHE / "latent-geometry-features.npz"
-    metadata = real / SUBSET_FOLDER / METADATA_NAME
-    rows = list(csv.DictReader(metadata.open(newline="")))
+    """[N, P, D] musicnn patch features of every window and its collection (the front end's
+    default layer, as the retrain reads it), cached under a hash of the set's metadata."""
+    metadata = (real / SUBSET_FOLDER / METADATA_NAME).read_bytes()
+    cached = CACHE / f"latent-geometry-{hashlib.sha256(metadata).hexdigest()[:16]}.npz"
     if cached.exists():
         saved = np.load(cached)
-        return saved["patches"], list(saved["labels"])
+        return saved["patches"], [str(label) for label in saved["labels"]]
+    rows = list(csv.DictReader(io.StringIO(metadata.decode())))
     files = {p.stem: p for p in real.rglob("*.mp3")}
     frontend = MusicnnFrontend()
     started = time.monotonic()
@@ -131,9 +133,8 @@ def main() -> None:
     print(f"\n{len(labels)} windows, {k} collections, KMeans, {len(seeds)} seeds")
     print(f"  {'':34s} {'NMI':>15s} {'seed ARI':>9s} {'kmeans ARI':>11s}")
     for name, r in rows.items():
-        seed_ari = (
-            "-" if r["seed_ari"] is None or name.startswith("musicnn") else (f"{r['seed_ari']:.2f}")
-        )
+        same_input = r["seed_ari"] is None or name.startswith("musicnn")
+        seed_ari = "-" if same_input else f"{r['seed_ari']:.2f}"
         print(
             f"  {name:34s} {r['nmi_mean']:.3f} ± {r['nmi_sd']:.3f} {seed_ari:>9s}"
             f" {r['kmeans_ari']:11.2f}"
