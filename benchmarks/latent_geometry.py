@@ -24,7 +24,6 @@ import argparse
 import csv
 import hashlib
 import io
-import itertools
 import json
 import logging
 import time
@@ -32,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import normalized_mutual_info_score
 
 from benchmarks.bench_features import log_to_console, machine_info
 from benchmarks.realaudio import METADATA_NAME, SUBSET_FOLDER, build_realaudio
 from musicvae.model.baselines import standardise
+from musicvae.model.evaluation import cluster, seed_agreement
 from musicvae.model.frontends import EPOCHS, MusicnnFrontend, pooled
 from musicvae.model.train import fit
 from musicvae.model.trained import TrainConfig, TrainingData
@@ -68,23 +67,21 @@ def patch_features(real: Path) -> tuple[np.ndarray, list[str]]:
     return patches, labels
 
 
-def scores(reps: list[np.ndarray], labels: list[str], k: int) -> dict:
-    """NMI mean and sd over the representations (one per seed, KMeans seeded alike), their
-    clusterings' mean pairwise ARI, and that of 5 KMeans seeds on the first representation."""
-    fits = [KMeans(k, n_init=10, random_state=s).fit_predict(x) for s, x in enumerate(reps)]
-    nmi = [normalized_mutual_info_score(labels, f) for f in fits]
-    first = [KMeans(k, n_init=10, random_state=s).fit_predict(reps[0]) for s in range(5)]
+def scores(rep: np.ndarray | list[np.ndarray], labels: list[str], k: int, seeds) -> dict:
+    """NMI mean and sd over the seeds' KMeans clusterings of `rep` (one shared array, or one
+    per seed), the mean ARI between those clusterings when each seed has its own array, and that
+    of the KMeans seeds on one fixed array (the first seed's)."""
+    arrays = rep if isinstance(rep, list) else [rep] * len(seeds)
+    nmi = [
+        normalized_mutual_info_score(labels, cluster(x, "kmeans", k, seed))
+        for x, seed in zip(arrays, seeds, strict=True)
+    ]
     return {
         "nmi_mean": float(np.mean(nmi)),
         "nmi_sd": float(np.std(nmi)),
-        "seed_ari": _mean_ari(fits) if len(reps) > 1 else None,
-        "kmeans_ari": _mean_ari(first),
+        "seed_ari": seed_agreement(rep, k, seeds) if isinstance(rep, list) else None,
+        "kmeans_ari": seed_agreement(arrays[0], k, seeds),
     }
-
-
-def _mean_ari(clusterings: list[np.ndarray]) -> float:
-    pairs = itertools.combinations(clusterings, 2)
-    return float(np.mean([adjusted_rand_score(a, b) for a, b in pairs]))
 
 
 def vae_embeddings(patches: np.ndarray, seeds: list[int]) -> list[np.ndarray]:
@@ -120,21 +117,23 @@ def main() -> None:
     frozen = standardise(pooled(patches)).astype(np.float64)
     vae = vae_embeddings(patches, seeds)
     rows = {
-        "musicnn pooled (frozen)": scores([frozen] * len(seeds), labels, k),
+        "musicnn pooled (frozen)": scores(frozen, labels, k, seeds),
         "  its PCA 16": scores(
-            [PCA(16, random_state=s).fit_transform(frozen) for s in seeds], labels, k
+            [PCA(16, random_state=s).fit_transform(frozen) for s in seeds], labels, k, seeds
         ),
         "  its PCA 16, whitened": scores(
-            [PCA(16, whiten=True, random_state=s).fit_transform(frozen) for s in seeds], labels, k
+            [PCA(16, whiten=True, random_state=s).fit_transform(frozen) for s in seeds],
+            labels,
+            k,
+            seeds,
         ),
-        "VAE posterior means": scores(vae, labels, k),
-        "  standardised per dimension": scores([standardise(z) for z in vae], labels, k),
+        "VAE posterior means": scores(vae, labels, k, seeds),
+        "  standardised per dimension": scores([standardise(z) for z in vae], labels, k, seeds),
     }
     print(f"\n{len(labels)} windows, {k} collections, KMeans, {len(seeds)} seeds")
     print(f"  {'':34s} {'NMI':>15s} {'seed ARI':>9s} {'kmeans ARI':>11s}")
     for name, r in rows.items():
-        same_input = r["seed_ari"] is None or name.startswith("musicnn")
-        seed_ari = "-" if same_input else f"{r['seed_ari']:.2f}"
+        seed_ari = "-" if r["seed_ari"] is None else f"{r['seed_ari']:.2f}"
         print(
             f"  {name:34s} {r['nmi_mean']:.3f} ± {r['nmi_sd']:.3f} {seed_ari:>9s}"
             f" {r['kmeans_ari']:11.2f}"
