@@ -7,11 +7,13 @@ their embeddings (clustered Gaussians) are written as the recluster's embedding 
 leave them (MUSICVAE_SHARD_SIZE tracks each, in object storage). Then `run_recluster` runs twice
 on those shards, as catalogue_recluster's last task does: the first run clusters from scratch
 with model version 1; the second, as after next week's retrain, clusters version 2's embeddings
-(shifted) anchored to the first run, keeping its cluster ids. Each is timed whole (gathering the
-shards, MiniBatchKMeans above MUSICVAE_MINIBATCH_ABOVE tracks, stable ids, cluster summaries,
-and one transaction that COPYs every embedding and assignment and builds the HNSW index),
-with the peak memory of this process. Target: under 10 minutes a run. Figures go to
-benchmarks/results/scale.json under "recluster".
+(shifted) anchored to the first run, keeping its cluster ids. Each is timed whole (reading the
+shards, MiniBatchKMeans on a sample above MUSICVAE_MINIBATCH_ABOVE tracks, stable ids, cluster
+summaries, and one transaction that COPYs every embedding and assignment and builds the HNSW
+index) in a process of its own, whose peak memory is the reduce's. Every catalogue size given
+is run, so that the peaks show whether the reduce's memory grows with the catalogue. Target:
+under 10 minutes a run. Figures go to benchmarks/results/scale.json under "recluster" (the
+largest catalogue, and the peak of every size).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import logging
 import resource
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ from benchmarks.bench_sql import synthetic
 from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import minibatch_size, prefix
 from musicvae.core import db
-from musicvae.core.config import shard_size
+from musicvae.core.config import minibatch_above, shard_size
 from musicvae.core.shards import output_key, split
 from musicvae.core.storage import ObjectStore
 from musicvae.local.stack import Stack
@@ -111,7 +115,9 @@ def shards(
     return out
 
 
-def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
+def reduce(settings, run_id: str, shards: list[dict]) -> dict:
+    """catalogue_recluster's last task, timed, with this process's peak memory."""
+    log_to_console()
     started = time.perf_counter()
     result = run_recluster(settings, run_id, shards=shards)
     seconds = time.perf_counter() - started
@@ -121,12 +127,37 @@ def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
         "tracks_per_s": round(result.n_tracks / seconds),
         "genre_nmi": result.metrics.get("genre_nmi"),
         "anchored": result.metrics["anchored"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
+    """`reduce` in a fresh process: its peak is the reduce's alone, not this one's catalogue."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(reduce, settings, run_id, shards).result()
+
+
+def weekly_runs(stack: Stack, n_tracks: int, dim: int) -> dict:
+    """A fresh catalogue of `n_tracks`; a first recluster, then the next champion's, anchored."""
+    name = f"bench_scale_{uuid.uuid4().hex[:6]}"
+    settings = replace(
+        stack.settings(), database_url=stack.create_database(name), bucket=name.replace("_", "-")
+    )
+    db.migrate(db.engine(settings.database_url))
+    ObjectStore(settings).ensure_bucket()
+    embeddings, labels, _ = synthetic(n_tracks, dim, len(GENRES))
+    tracks = catalogue(settings, labels)
+    runs = {}
+    for seed, run_id in enumerate(("first", "second")):
+        version = champion(settings, len(tracks), seed)
+        moved = embeddings + np.float32(0.1 * seed)  # another model's latent space
+        runs[run_id] = timed_run(settings, run_id, shards(settings, run_id, version, tracks, moved))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tracks", type=int, default=1_000_000)
+    p.add_argument("--tracks", type=int, nargs="+", default=[250_000, 1_000_000])
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -134,50 +165,40 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(HERE / ".cache" / "stack-scale")
     stack.up(airflow=False)
     try:
-        name = f"bench_scale_{uuid.uuid4().hex[:6]}"
-        settings = replace(
-            stack.settings(),
-            database_url=stack.create_database(name),
-            bucket=name.replace("_", "-"),
-        )
-        db.migrate(db.engine(settings.database_url))
-        ObjectStore(settings).ensure_bucket()
-        embeddings, labels, _ = synthetic(args.tracks, args.dim, len(GENRES))
-        tracks = catalogue(settings, labels)
-        runs = {}
-        # The weekly flow: a retrain's new champion, then a recluster anchored to the last run.
-        for seed, run_id in enumerate(("first", "second")):
-            version = champion(settings, len(tracks), seed)
-            moved = embeddings + np.float32(0.1 * seed)  # another model's latent space
-            runs[run_id] = timed_run(
-                settings, run_id, shards(settings, run_id, version, tracks, moved)
-            )
+        by_size = {n: weekly_runs(stack, n, args.dim) for n in sorted(args.tracks)}
     finally:
         stack.down()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    largest = max(by_size)
+    runs = by_size[largest]
     report = {
         "machine": machine_info(),
-        "tracks": args.tracks,
+        "tracks": largest,
         "dim": args.dim,
         "shard_size": shard_size(),
-        "minibatch": minibatch_size(args.tracks) is not None,
+        "minibatch_above": minibatch_above(),
+        "minibatch": minibatch_size(largest) is not None,
         "first_run": runs["first"],
         "next_champion_anchored": runs["second"],
-        "peak_rss_mb": round(peak_mb),
+        "reduce_peak_rss_mb_by_tracks": {
+            str(n): max(r["peak_rss_mb"] for r in rs.values()) for n, rs in by_size.items()
+        },
         "target_s": TARGET_S,
     }
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out["recluster"] = report
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
-    print(f"\nrecluster of {args.tracks:,} tracks (embeddings computed, d={args.dim}):")
+    print(f"\nrecluster of {largest:,} tracks (embeddings computed, d={args.dim}):")
     for name, run in (("first run", runs["first"]), ("next champion", runs["second"])):
         verdict = "within" if run["seconds"] <= TARGET_S else "OVER"
         print(
             f"  {name}: {run['seconds']} s ({run['tracks_per_s']:,} tracks/s), "
             f"{verdict} the {TARGET_S // 60}-minute target; genre NMI {run['genre_nmi']}"
         )
-    print(f"  peak memory of this process: {peak_mb:,.0f} MB; wrote {args.out}")
+    print("peak memory of the reduce's process, by catalogue size:")
+    for n, mb in report["reduce_peak_rss_mb_by_tracks"].items():
+        print(f"  {int(n):>10,} tracks: {mb:,} MB")
+    print(f"wrote {args.out}")
     return 0
 
 

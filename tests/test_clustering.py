@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from musicvae.model.clustering import ANCHOR_TOLERANCE, anchor_labels, anchored_kmeans, kmeans
+from musicvae.model.clustering import ANCHOR_TOLERANCE, anchored_kmeans, kmeans
 
 
 def _corners(width: float, height: float = 1.0, per_corner: int = 50) -> np.ndarray:
@@ -50,12 +50,6 @@ def test_new_tracks_follow_the_anchored_clusters_and_other_cluster_counts_start_
     assert not anchored
     _, anchored = anchored_kmeans(x, 2, 0, None)
     assert not anchored
-
-
-def test_anchor_labels_name_each_tracks_previous_cluster():
-    previous = {7: {"a", "b"}, 3: {"c"}}
-    assert anchor_labels(["c", "a", "new", "b"], previous).tolist() == [3, 7, -1, 7]
-    assert anchor_labels(["a"], {}) is None
 
 
 def test_mini_batches_find_the_same_clusters_and_keep_an_anchor():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from musicvae.catalogue import recluster
 from musicvae.catalogue.recluster import run_recluster
-from musicvae.catalogue.shards import embed, gather, plan
+from musicvae.catalogue.shards import embed, plan, read
 from musicvae.core import db
 from musicvae.core.errors import ShardMissingError
 from musicvae.core.storage import ObjectStore
@@ -34,6 +35,11 @@ def _assignments(settings, run_id: str) -> dict:
     return {t: (c, round(d, 4)) for t, c, d in rows}
 
 
+def _gather(store, shards) -> tuple[list[dict], np.ndarray]:
+    parts = list(read(store, shards))
+    return [t for tracks, _ in parts for t in tracks], np.concatenate([z for _, z in parts])
+
+
 def test_any_shard_size_gives_the_same_embeddings_and_clusters(settings, champion):
     one = plan(settings, "one-shard", size=1000)
     many = plan(settings, "many-shards", size=7)
@@ -44,8 +50,8 @@ def test_any_shard_size_gives_the_same_embeddings_and_clusters(settings, champio
     one = [embed(settings, s) for s in one]
     many = [embed(settings, s) for s in reversed(many)]  # finished in any order
     store = ObjectStore(settings)
-    tracks_one, z_one = gather(store, one)
-    tracks_many, z_many = gather(store, many)
+    tracks_one, z_one = _gather(store, one)
+    tracks_many, z_many = _gather(store, many)
     assert tracks_one == tracks_many and z_one.shape == (25, 32)
     np.testing.assert_allclose(z_many, z_one, atol=1e-5)
 
@@ -53,6 +59,30 @@ def test_any_shard_size_gives_the_same_embeddings_and_clusters(settings, champio
     second = run_recluster(settings, "many-shards", shards=many)
     assert first.n_tracks == second.n_tracks == 25
     assert _assignments(settings, "many-shards") == _assignments(settings, "one-shard")
+
+
+def test_above_the_minibatch_size_the_clusters_are_fit_on_a_sample_and_every_track_assigned(
+    settings, champion, monkeypatch
+):
+    monkeypatch.setenv("MUSICVAE_MINIBATCH_ABOVE", "20")
+    fitted_on = []
+    fit = recluster.anchored_kmeans
+
+    def recording(embeddings, *args, **kwargs):
+        fitted_on.append(len(embeddings))
+        return fit(embeddings, *args, **kwargs)
+
+    monkeypatch.setattr(recluster, "anchored_kmeans", recording)
+    for run_id in ("sampled-1", "sampled-2"):
+        result = run_recluster(
+            settings, run_id, shards=[embed(settings, s) for s in plan(settings, run_id, size=7)]
+        )
+        assert result.n_tracks == 25 and len(_assignments(settings, run_id)) == 25
+    assert fitted_on == [20, 20]
+    with db.engine(settings.database_url).connect() as conn:
+        sizes = conn.execute(sa.text("SELECT sum(size) FROM clusters GROUP BY run_id")).scalars()
+        embedded = conn.execute(sa.text("SELECT count(*) FROM track_embeddings")).scalar()
+    assert list(sizes) == [25, 25] and embedded == 25
 
 
 def test_a_run_missing_a_shard_writes_nothing(settings, champion):

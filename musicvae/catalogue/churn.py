@@ -8,8 +8,9 @@ track "moved" when its id changed, and a cluster id that only one run has was bo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Set
 
-from sklearn.metrics import adjusted_rand_score
+from musicvae.model.clustering import adjusted_rand
 
 # A flow of tracks counts toward a split or a merge when it carries at least this share of the
 # previous cluster's members: a cluster that sends a quarter or more of itself to each of two
@@ -17,31 +18,31 @@ from sklearn.metrics import adjusted_rand_score
 SUBSTANTIAL = 0.25
 
 
-def cluster_churn(previous: dict[str, int], current: dict[str, int]) -> dict:
-    """Compare two runs' assignments (track id -> cluster id) over the tracks both hold.
+def cluster_churn(flows: Mapping[tuple[int, int], int], old_ids: Set, new_ids: Set) -> dict:
+    """Compare two runs from their flows: tracks per (previous id, current id) over the tracks
+    both runs hold; `old_ids` and `new_ids` are every cluster id of each run.
 
     Returns the row of `cluster_run_changes` (without the run ids): tracks compared and moved,
     the share moved, the ARI between the two assignments, clusters born and died, splits
     (previous id -> current ids), merges (current id -> previous ids) and every flow
     [previous id, current id, tracks], largest first.
     """
-    common = sorted(previous.keys() & current.keys())
-    before = [previous[t] for t in common]
-    after = [current[t] for t in common]
-    flows = Counter(zip(before, after, strict=True))
-    sizes = Counter(before)
+    flows = {pair: n for pair, n in flows.items() if n}
+    compared = sum(flows.values())
+    sizes = Counter()
+    for (p, _), n in flows.items():
+        sizes[p] += n
     substantial = [(p, c) for (p, c), n in flows.items() if n >= SUBSTANTIAL * sizes[p]]
     splits = _grouped(substantial)
     merges = _grouped([(c, p) for p, c in substantial])
-    moved = sum(b != a for b, a in zip(before, after, strict=True))
-    old_ids, new_ids = set(previous.values()), set(current.values())
+    moved = sum(n for (p, c), n in flows.items() if p != c)
     return {
-        "tracks_compared": len(common),
+        "tracks_compared": compared,
         "tracks_moved": moved,
-        "share_moved": round(moved / len(common), 4) if common else 0.0,
-        "ari": round(float(adjusted_rand_score(before, after)), 4) if common else None,
-        "born": sorted(new_ids - old_ids),
-        "died": sorted(old_ids - new_ids),
+        "share_moved": round(moved / compared, 4) if compared else 0.0,
+        "ari": round(adjusted_rand(flows), 4) if compared else None,
+        "born": sorted(set(new_ids) - set(old_ids)),
+        "died": sorted(set(old_ids) - set(new_ids)),
         "splits": {str(k): v for k, v in splits.items()},
         "merges": {str(k): v for k, v in merges.items()},
         "flows": [[p, c, n] for (p, c), n in sorted(flows.items(), key=lambda f: (-f[1], f[0]))],

@@ -2,29 +2,34 @@
 
 Embeddings, assignments and cluster summaries of one run are written in one transaction, and a
 rerun of the same run replaces its own rows: readers see the previous run or this one, whole.
+
+The reduce reads the embedding shards one at a time, three times over: to fit the clusters
+(on every row, or above MUSICVAE_MINIBATCH_ABOVE tracks on a uniform sample of that many), to
+count what they hold, and to write them. Its memory is bounded by the shard and that sample
+size, not by the catalogue.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 import sqlalchemy as sa
 
 from musicvae.catalogue.churn import cluster_churn
-from musicvae.catalogue.shards import embed, gather, minibatch_size, plan, prefix
+from musicvae.catalogue.shards import embed, minibatch_size, plan, prefix, read
 from musicvae.core import bulk, db, lineage
-from musicvae.core.config import Settings, index_build_memory
+from musicvae.core.config import Settings, index_build_memory, minibatch_above
 from musicvae.core.shards import discard
 from musicvae.core.storage import ObjectStore
 from musicvae.model.clustering import (
-    Clustering,
-    agreement,
-    anchor_labels,
+    agreement_of,
     anchored_kmeans,
     describe,
+    nearest,
     stable_ids,
 )
 from musicvae.registry import versions
@@ -55,6 +60,61 @@ def vector_literal(v: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(v).tolist()) + "]"
 
 
+@dataclass
+class _Previous:
+    """The latest other recluster run: its id and its clusters' sizes (None, {} when none)."""
+
+    run_id: str | None
+    sizes: dict[int, int]
+
+    def clusters(self, conn, track_ids: list[str]) -> np.ndarray:
+        """Each track's cluster in this run, -1 where it had none."""
+        if self.run_id is None:
+            return np.full(len(track_ids), -1)
+        where = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT track_id, cluster_id FROM cluster_assignments "
+                    "WHERE run_id = :p AND track_id = ANY(:ids)"
+                ),
+                {"p": self.run_id, "ids": track_ids},
+            ).all()
+        )
+        return np.array([where.get(t, -1) for t in track_ids], dtype=int)
+
+
+@dataclass
+class _Counts:
+    """What the run's clusters (0..k-1, before stable ids) hold, counted shard by shard."""
+
+    sizes: Counter = field(default_factory=Counter)
+    overlap: Counter = field(default_factory=Counter)  # (cluster, previous cluster): tracks
+    genres: Counter = field(default_factory=Counter)  # (cluster, genre): tracks
+    quadrants: Counter = field(default_factory=Counter)
+
+    def add(self, tracks: list[dict], labels: np.ndarray, previous: np.ndarray) -> None:
+        labels = labels.tolist()
+        self.sizes.update(labels)
+        self.overlap.update(
+            (c, p) for c, p in zip(labels, previous.tolist(), strict=True) if p >= 0
+        )
+        self.genres.update(zip(labels, (t["genre"] for t in tracks), strict=True))
+        self.quadrants.update(zip(labels, (t["quadrant"] for t in tracks), strict=True))
+
+    def renamed(self, ids: np.ndarray) -> _Counts:
+        """The same counts under the run's stable cluster ids."""
+
+        def rename(pairs: Counter) -> Counter:
+            return Counter({(int(ids[c]), x): n for (c, x), n in pairs.items()})
+
+        return _Counts(
+            Counter({int(ids[c]): n for c, n in self.sizes.items()}),
+            rename(self.overlap),
+            rename(self.genres),
+            rename(self.quadrants),
+        )
+
+
 def run_recluster(
     settings: Settings,
     run_id: str,
@@ -69,38 +129,32 @@ def run_recluster(
     eng = db.engine(settings.database_url)  # migrated by plan
     with eng.connect() as conn:
         mv = versions.get(conn, shards[0]["model_version"])
-    tracks, embeddings = gather(store, shards)
-    params = mv.params
-    track_ids = [t["track_id"] for t in tracks]
-    with eng.connect() as conn:
-        previous_run, previous = _previous_run(conn, run_id)
-    clustering, anchored = anchored_kmeans(
-        embeddings,
-        params.get("n_clusters", 8),
-        params.get("seed", 0),
-        anchor_labels(track_ids, previous),
-        batch_size=minibatch_size(len(tracks)),
-    )
-    ids = stable_ids(clustering.labels, track_ids, previous)
-    clustering = Clustering(
-        ids[clustering.labels],
-        dict(zip(ids.tolist(), clustering.centroids, strict=True)),
-        clustering.distances,
-    )
-    genres = [t["genre"] for t in tracks]
-    quadrants = [t["quadrant"] for t in tracks]
-    summaries = describe(clustering.labels, genres, quadrants)
+        previous = _previous_run(conn, run_id)
+        centroids, anchored = _fit(conn, store, shards, mv.params, previous)
+        counts = _Counts()
+        for tracks, embeddings in read(store, shards):
+            labels, _ = nearest(embeddings, centroids)
+            counts.add(tracks, labels, previous.clusters(conn, [t["track_id"] for t in tracks]))
+    ids = stable_ids(counts.overlap, counts.sizes, previous.sizes)
+    counts = counts.renamed(ids)
+    summaries = describe(counts.genres, counts.quadrants)
+    flip = Counter({(x, c): n for (c, x), n in counts.genres.items()})
+    quadrants = Counter({(x, c): n for (c, x), n in counts.quadrants.items()})
     metrics = {
-        **{f"genre_{k}": v for k, v in agreement(genres, clustering.labels).items()},
-        **{f"quadrant_{k}": v for k, v in agreement(quadrants, clustering.labels).items()},
+        **{f"genre_{k}": v for k, v in agreement_of(flip).items()},
+        **{f"quadrant_{k}": v for k, v in agreement_of(quadrants).items()},
         "anchored": anchored,
     }
     changes = None
-    if previous_run:
-        before = {t: c for c, members in previous.items() for t in members}
-        after = dict(zip(track_ids, clustering.labels.tolist(), strict=True))
-        changes = {"previous_run_id": previous_run, **cluster_churn(before, after)}
-    _write(eng, run_id, mv.version, tracks, embeddings, clustering, summaries, metrics, changes)
+    if previous.run_id:
+        flows = Counter({(p, c): n for (c, p), n in counts.overlap.items()})
+        changes = {
+            "previous_run_id": previous.run_id,
+            **cluster_churn(flows, previous.sizes.keys(), counts.sizes.keys()),
+        }
+    n_tracks = sum(counts.sizes.values())
+    centroids = dict(zip(ids.tolist(), centroids, strict=True))
+    _write(eng, store, shards, run_id, mv.version, centroids, summaries, metrics, changes)
     discard(store, prefix(run_id))
     lineage.read(
         lineage.objects(settings, prefix(run_id)), lineage.table(settings, "cluster_assignments")
@@ -119,12 +173,45 @@ def run_recluster(
     log.info(
         "recluster %s: %d tracks into %d clusters with model version %d; %s",
         run_id,
-        len(tracks),
+        n_tracks,
         len(summaries),
         mv.version,
         metrics,
     )
-    return ReclusterResult(run_id, mv.version, len(tracks), len(summaries), metrics, summaries)
+    return ReclusterResult(run_id, mv.version, n_tracks, len(summaries), metrics, summaries)
+
+
+def _fit(
+    conn, store: ObjectStore, shards: list[dict], params: dict, previous: _Previous
+) -> tuple[np.ndarray, bool]:
+    """The run's centroids [k, d], and whether those anchored to the previous run were kept.
+
+    KMeans on every row; above minibatch_above() tracks, MiniBatchKMeans on a uniform sample of
+    that many rows (drawn with the run's seed), so that the reduce never holds the catalogue.
+    """
+    seed = params.get("seed", 0)
+    n = sum(s["n_items"] for s in shards)
+    cap = minibatch_above()
+    sample = None if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, False))
+    rows, anchor, start = [], [], 0
+    for tracks, embeddings in read(store, shards):
+        keep = np.arange(len(tracks))
+        if sample is not None:
+            lo, hi = np.searchsorted(sample, [start, start + len(tracks)])
+            keep = sample[lo:hi] - start
+        start += len(tracks)
+        rows.append(embeddings[keep])
+        anchor.append(previous.clusters(conn, [tracks[i]["track_id"] for i in keep]))
+    if sample is not None:
+        log.info("clustering a sample of %d of %d tracks", cap, n)
+    clustering, anchored = anchored_kmeans(
+        np.concatenate(rows),
+        params.get("n_clusters", 8),
+        seed,
+        np.concatenate(anchor) if previous.run_id else None,
+        batch_size=minibatch_size(n),
+    )
+    return clustering.centroids, anchored
 
 
 def build_hnsw_index(conn, version: int, dim: int) -> None:
@@ -228,8 +315,7 @@ def attach_assignments(conn, table: str, run_id: str) -> None:
         conn.execute(sa.text("SELECT cluster_assignments_attach(:r)"), {"r": run_id})
 
 
-def _previous_run(conn, run_id: str) -> tuple[str | None, dict[int, set[str]]]:
-    """The latest other recluster run and its members per cluster (None, {} when none)."""
+def _previous_run(conn, run_id: str) -> _Previous:
     previous = conn.execute(
         sa.text(
             "SELECT run_id FROM cluster_runs WHERE run_id <> :r "
@@ -237,27 +323,30 @@ def _previous_run(conn, run_id: str) -> tuple[str | None, dict[int, set[str]]]:
         ),
         {"r": run_id},
     ).scalar()
-    rows = conn.execute(
-        sa.text("SELECT cluster_id, track_id FROM cluster_assignments WHERE run_id = :p"),
+    sizes = conn.execute(
+        sa.text(
+            "SELECT cluster_id, count(*) FROM cluster_assignments WHERE run_id = :p "
+            "GROUP BY cluster_id"
+        ),
         {"p": previous},
     ).all()
-    members: dict[int, set[str]] = {}
-    for cluster_id, track_id in rows:
-        members.setdefault(cluster_id, set()).add(track_id)
-    return previous, members
+    return _Previous(previous, dict(sizes))
 
 
 def _write(
     eng: sa.Engine,
+    store: ObjectStore,
+    shards: list[dict],
     run_id: str,
     version: int,
-    tracks: list[dict],
-    embeddings: np.ndarray,
-    clustering: Clustering,
+    centroids: dict[int, np.ndarray],
     summaries: dict,
     metrics: dict,
     changes: dict | None,
 ) -> None:
+    """The run in one transaction; its embeddings and assignments are COPYed shard by shard."""
+    ids = np.array(list(centroids))
+    vectors = np.stack(list(centroids.values()))
     with eng.begin() as conn:
         # Cascades to this run's clusters, assignments and embeddings, and nothing else.
         conn.execute(sa.text("DELETE FROM cluster_runs WHERE run_id = :r"), {"r": run_id})
@@ -270,7 +359,7 @@ def _write(
                 "r": run_id,
                 "v": version,
                 "k": len(summaries),
-                "n": len(tracks),
+                "n": sum(s["size"] for s in summaries.values()),
                 "m": json.dumps(metrics),
             },
         )
@@ -288,22 +377,24 @@ def _write(
                     "label": s["label"],
                     "g": json.dumps(s["top_genres"]),
                     "q": json.dumps(s["top_quadrants"]),
-                    "centroid": vector_literal(clustering.centroids[c]),
+                    "centroid": vector_literal(centroids[c]),
                 }
                 for c, s in summaries.items()
             ],
         )
         # COPY, not row-by-row INSERT: a catalogue-wide run writes every track's rows at once.
-        track_ids = [t["track_id"] for t in tracks]
-        vectors = embeddings_table(conn, version)
-        write_embeddings(conn, vectors, version, run_id, track_ids, embeddings)
-        attach_embeddings(conn, vectors, version)
-        table = assignments_table(conn, run_id)
-        write_assignments(conn, table, run_id, track_ids, clustering.labels, clustering.distances)
+        embeddings_to = embeddings_table(conn, version)
+        assignments_to = assignments_table(conn, run_id)
+        for tracks, embeddings in read(store, shards):
+            track_ids = [t["track_id"] for t in tracks]
+            labels, distances = nearest(embeddings, vectors)
+            write_embeddings(conn, embeddings_to, version, run_id, track_ids, embeddings)
+            write_assignments(conn, assignments_to, run_id, track_ids, ids[labels], distances)
+        attach_embeddings(conn, embeddings_to, version)
         if changes:
             _write_changes(conn, run_id, changes)
-        build_hnsw_index(conn, version, int(embeddings.shape[1]))
-        attach_assignments(conn, table, run_id)
+        build_hnsw_index(conn, version, int(vectors.shape[1]))
+        attach_assignments(conn, assignments_to, run_id)
 
 
 def _write_changes(conn, run_id: str, changes: dict) -> None:

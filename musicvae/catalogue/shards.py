@@ -1,13 +1,15 @@
 """The recluster's embedding pass in shards, so that Airflow can spread it over its workers.
 
 `plan` freezes the run's input (the champion and the valid tracks) in shards; `embed` embeds
-one shard and writes its embeddings beside it; `gather` reads every shard back in order.
+one shard and writes its embeddings beside it; `read` gives every shard back in order, one at a
+time, so that the recluster never holds more than a shard of the catalogue.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -69,10 +71,8 @@ def embed(settings: Settings, shard: dict) -> dict:
     return shard
 
 
-def gather(store: ObjectStore, shards: list[dict]) -> tuple[list[dict], np.ndarray]:
-    """Every shard's tracks and embeddings, in shard order."""
-    tracks, parts = [], []
+def read(store: ObjectStore, shards: list[dict]) -> Iterator[tuple[list[dict], np.ndarray]]:
+    """Each shard's tracks and embeddings, in shard order; ShardMissingError before the first
+    when any shard has no embeddings."""
     for shard in ordered(store, shards, "npy"):
-        tracks += inputs(store, shard)
-        parts.append(np.load(io.BytesIO(store.get_bytes(output_key(shard, "npy")))))
-    return tracks, np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        yield inputs(store, shard), np.load(io.BytesIO(store.get_bytes(output_key(shard, "npy"))))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import comb
+from scipy.stats import entropy
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import mutual_info_score, pairwise_distances_argmin_min
 
 
 @dataclass
@@ -51,15 +54,6 @@ def kmeans(
 ANCHOR_TOLERANCE = 0.05
 
 
-def anchor_labels(track_ids: list[str], previous: dict[int, set[str]]) -> np.ndarray | None:
-    """Each track's cluster in the previous run (`stable_ids`' `previous`), -1 where it had
-    none; None when there was no previous run."""
-    if not previous:
-        return None
-    where = {t: c for c, members in previous.items() for t in members}
-    return np.array([where.get(t, -1) for t in track_ids])
-
-
 def anchored_kmeans(
     embeddings: np.ndarray,
     n_clusters: int,
@@ -92,67 +86,109 @@ def anchored_kmeans(
     return fresh, False
 
 
-def purity(truth: list, labels: np.ndarray) -> float:
-    """Share of rows whose cluster's majority label is their own label."""
-    total = 0
-    for c in np.unique(labels):
-        members = [t for t, lab in zip(truth, labels, strict=True) if lab == c]
-        total += Counter(members).most_common(1)[0][1]
-    return total / len(truth)
+def nearest(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centroid and its distance to it (what KMeans' labels_ hold)."""
+    labels, distances = pairwise_distances_argmin_min(embeddings, centroids)
+    return labels.astype(int), distances.astype(np.float32)
+
+
+def _table(pairs: Mapping[tuple, int]) -> np.ndarray:
+    """The contingency table (reference x cluster) of counted (reference, cluster) pairs."""
+    rows = {r: i for i, r in enumerate(sorted({r for r, _ in pairs}, key=str))}
+    cols = {c: i for i, c in enumerate(sorted({c for _, c in pairs}, key=str))}
+    table = np.zeros((len(rows), len(cols)), np.int64)
+    for (r, c), n in pairs.items():
+        table[rows[r], cols[c]] += n
+    return table
+
+
+def adjusted_rand(pairs: Mapping[tuple, int]) -> float:
+    """The ARI of two labellings given as counts of their (label, label) pairs: sklearn's
+    adjusted_rand_score without holding a label per row."""
+    table = _table(pairs)
+    together = comb(table, 2).sum()
+    rows, cols = comb(table.sum(axis=1), 2).sum(), comb(table.sum(axis=0), 2).sum()
+    expected = rows * cols / comb(table.sum(), 2) if table.sum() > 1 else 0.0
+    best = (rows + cols) / 2
+    if best == expected:  # both labellings put every row alone, or all rows together
+        return 1.0
+    return float((together - expected) / (best - expected))
+
+
+def agreement_of(pairs: Mapping[tuple, int]) -> dict[str, float]:
+    """NMI (arithmetic normalisation, as sklearn's default), ARI and purity of a clustering
+    against reference labels, from counts of (reference, cluster) pairs; a None reference is
+    left out."""
+    pairs = {(r, c): n for (r, c), n in pairs.items() if r is not None and n}
+    if sum(pairs.values()) < 2:
+        return {}
+    table = _table(pairs)
+    h_ref, h_clusters = entropy(table.sum(axis=1)), entropy(table.sum(axis=0))
+    if table.shape[0] == table.shape[1] == 1:
+        nmi = 1.0
+    else:
+        mi = mutual_info_score(None, None, contingency=table)
+        nmi = float(mi / ((h_ref + h_clusters) / 2)) if mi > 0 else 0.0
+    return {
+        "nmi": round(nmi, 4),
+        "ari": round(adjusted_rand(pairs), 4),
+        "purity": round(_purity(table), 4),
+    }
 
 
 def agreement(truth: list, labels: np.ndarray) -> dict[str, float]:
     """NMI, ARI and purity of a clustering against reference labels (rows with a label only)."""
-    keep = [i for i, t in enumerate(truth) if t is not None]
-    if len(keep) < 2:
-        return {}
-    t = [truth[i] for i in keep]
-    lab = labels[keep]
-    return {
-        "nmi": round(float(normalized_mutual_info_score(t, lab)), 4),
-        "ari": round(float(adjusted_rand_score(t, lab)), 4),
-        "purity": round(purity(t, lab), 4),
-    }
+    return agreement_of(Counter(zip(truth, np.asarray(labels).tolist(), strict=True)))
 
 
-def describe(labels: np.ndarray, genres: list, quadrants: list, top: int = 3) -> dict[int, dict]:
-    """Per cluster: size, top genres and quadrants with counts, and a label from the top genres."""
+def _purity(table: np.ndarray) -> float:
+    return float(table.max(axis=0).sum() / table.sum())
+
+
+def purity(truth: list, labels: np.ndarray) -> float:
+    """Share of rows whose cluster's majority label is their own label."""
+    return _purity(_table(Counter(zip(truth, np.asarray(labels).tolist(), strict=True))))
+
+
+def describe(genres: Counter, quadrants: Counter, top: int = 3) -> dict[int, dict]:
+    """Per cluster, from counts of (cluster, genre) and (cluster, quadrant) pairs: size, top
+    genres and quadrants with counts, and a label from the top genres."""
     out = {}
-    for c in sorted(np.unique(labels).tolist()):
-        idx = np.flatnonzero(labels == c)
-        g = Counter(genres[i] or "(no genre)" for i in idx).most_common(top)
-        q = Counter(quadrants[i] or "?" for i in idx).most_common(4)
+    for c in sorted({c for c, _ in genres}):
+        g = Counter({name or "(no genre)": n for (k, name), n in genres.items() if k == c})
+        q = Counter({name or "?": n for (k, name), n in quadrants.items() if k == c})
+        top_genres = g.most_common(top)
         out[c] = {
-            "size": int(idx.size),
-            "top_genres": dict(g),
-            "top_quadrants": dict(q),
-            "label": " / ".join(name for name, _ in g[:2]),
+            "size": int(sum(g.values())),
+            "top_genres": dict(top_genres),
+            "top_quadrants": dict(q.most_common(4)),
+            "label": " / ".join(name for name, _ in top_genres[:2]),
         }
     return out
 
 
 def stable_ids(
-    labels: np.ndarray, track_ids: list[str], previous: dict[int, set[str]] | None
+    overlap: Mapping[tuple[int, int], int], sizes: Mapping[int, int], previous: Mapping[int, int]
 ) -> np.ndarray:
-    """Ids for this run's clusters that keep the previous run's ids where they can.
+    """Ids for this run's clusters 0..k-1 that keep the previous run's ids where they can.
 
-    Clusters are matched by member overlap (Hungarian assignment on 1 - Jaccard), which works
-    across model versions whose latent spaces, and so centroids, are not comparable. A new
-    cluster that matches nothing gets an id never used by the previous run.
+    `overlap` counts the tracks of each (this run's cluster, previous cluster id) pair, `sizes`
+    this run's clusters and `previous` the previous run's. Clusters are matched by member
+    overlap (Hungarian assignment on 1 - Jaccard), which works across model versions whose
+    latent spaces, and so centroids, are not comparable. A new cluster that matches nothing
+    gets an id never used by the previous run.
     """
     from scipy.optimize import linear_sum_assignment
 
-    k = int(labels.max()) + 1 if len(labels) else 0
+    k = max(sizes) + 1 if sizes else 0
     if not previous:
         return np.arange(k)
-    members = [{t for t, lab in zip(track_ids, labels, strict=True) if lab == c} for c in range(k)]
     old_ids = sorted(previous)
-    cost = np.array(
-        [
-            [1 - len(m & previous[o]) / max(len(m | previous[o]), 1) for o in old_ids]
-            for m in members
-        ]
-    )
+    cost = np.ones((k, len(old_ids)))
+    for j, o in enumerate(old_ids):
+        for c in range(k):
+            shared = overlap.get((c, o), 0)
+            cost[c, j] = 1 - shared / max(sizes.get(c, 0) + previous[o] - shared, 1)
     mapping = {}
     for row, col in zip(*linear_sum_assignment(cost), strict=True):
         if cost[row, col] < 1:  # no shared member: not the same cluster
