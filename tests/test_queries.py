@@ -143,9 +143,8 @@ def test_cluster_summary_shows_the_latest_run(catalogue):
 def _stable_ids(labels: list[int], tracks: list[str], previous: dict[int, set[str]]):
     """stable_ids on the counts the recluster keeps for these assignments."""
     where = {t: c for c, members in previous.items() for t in members}
-    overlap = Counter((c, where[t]) for c, t in zip(labels, tracks, strict=True) if t in where)
-    sizes = Counter(labels)
-    return stable_ids(overlap, sizes, {c: len(m) for c, m in previous.items()})
+    flows = Counter((where[t], c) for c, t in zip(labels, tracks, strict=True) if t in where)
+    return stable_ids(flows, Counter(labels), {c: len(m) for c, m in previous.items()})
 
 
 def test_stable_ids_keep_the_previous_ids_of_matching_clusters():

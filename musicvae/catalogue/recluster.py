@@ -85,31 +85,30 @@ class _Previous:
 
 @dataclass
 class _Counts:
-    """What the run's clusters (0..k-1, before stable ids) hold, counted shard by shard."""
+    """What the run's clusters (0..k-1 until `renamed`) hold, counted shard by shard: their
+    sizes, and tracks per (previous cluster, cluster), (genre, cluster) and (quadrant, cluster)."""
 
     sizes: Counter = field(default_factory=Counter)
-    overlap: Counter = field(default_factory=Counter)  # (cluster, previous cluster): tracks
-    genres: Counter = field(default_factory=Counter)  # (cluster, genre): tracks
+    flows: Counter = field(default_factory=Counter)
+    genres: Counter = field(default_factory=Counter)
     quadrants: Counter = field(default_factory=Counter)
 
     def add(self, tracks: list[dict], labels: np.ndarray, previous: np.ndarray) -> None:
         labels = labels.tolist()
         self.sizes.update(labels)
-        self.overlap.update(
-            (c, p) for c, p in zip(labels, previous.tolist(), strict=True) if p >= 0
-        )
-        self.genres.update(zip(labels, (t["genre"] for t in tracks), strict=True))
-        self.quadrants.update(zip(labels, (t["quadrant"] for t in tracks), strict=True))
+        self.flows.update((p, c) for p, c in zip(previous.tolist(), labels, strict=True) if p >= 0)
+        self.genres.update(zip((t["genre"] for t in tracks), labels, strict=True))
+        self.quadrants.update(zip((t["quadrant"] for t in tracks), labels, strict=True))
 
     def renamed(self, ids: np.ndarray) -> _Counts:
         """The same counts under the run's stable cluster ids."""
 
         def rename(pairs: Counter) -> Counter:
-            return Counter({(int(ids[c]), x): n for (c, x), n in pairs.items()})
+            return Counter({(x, int(ids[c])): n for (x, c), n in pairs.items()})
 
         return _Counts(
             Counter({int(ids[c]): n for c, n in self.sizes.items()}),
-            rename(self.overlap),
+            rename(self.flows),
             rename(self.genres),
             rename(self.quadrants),
         )
@@ -135,22 +134,19 @@ def run_recluster(
         for tracks, embeddings in read(store, shards):
             labels, _ = nearest(embeddings, centroids)
             counts.add(tracks, labels, previous.clusters(conn, [t["track_id"] for t in tracks]))
-    ids = stable_ids(counts.overlap, counts.sizes, previous.sizes)
+    ids = stable_ids(counts.flows, counts.sizes, previous.sizes)
     counts = counts.renamed(ids)
     summaries = describe(counts.genres, counts.quadrants)
-    flip = Counter({(x, c): n for (c, x), n in counts.genres.items()})
-    quadrants = Counter({(x, c): n for (c, x), n in counts.quadrants.items()})
     metrics = {
-        **{f"genre_{k}": v for k, v in agreement_of(flip).items()},
-        **{f"quadrant_{k}": v for k, v in agreement_of(quadrants).items()},
+        **{f"genre_{k}": v for k, v in agreement_of(counts.genres).items()},
+        **{f"quadrant_{k}": v for k, v in agreement_of(counts.quadrants).items()},
         "anchored": anchored,
     }
     changes = None
     if previous.run_id:
-        flows = Counter({(p, c): n for (c, p), n in counts.overlap.items()})
         changes = {
             "previous_run_id": previous.run_id,
-            **cluster_churn(flows, previous.sizes.keys(), counts.sizes.keys()),
+            **cluster_churn(counts.flows, previous.sizes.keys(), counts.sizes.keys()),
         }
     n_tracks = sum(counts.sizes.values())
     centroids = dict(zip(ids.tolist(), centroids, strict=True))

@@ -151,12 +151,12 @@ def purity(truth: list, labels: np.ndarray) -> float:
 
 
 def describe(genres: Counter, quadrants: Counter, top: int = 3) -> dict[int, dict]:
-    """Per cluster, from counts of (cluster, genre) and (cluster, quadrant) pairs: size, top
+    """Per cluster, from counts of (genre, cluster) and (quadrant, cluster) pairs: size, top
     genres and quadrants with counts, and a label from the top genres."""
     out = {}
-    for c in sorted({c for c, _ in genres}):
-        g = Counter({name or "(no genre)": n for (k, name), n in genres.items() if k == c})
-        q = Counter({name or "?": n for (k, name), n in quadrants.items() if k == c})
+    for c in sorted({c for _, c in genres}):
+        g = Counter({name or "(no genre)": n for (name, k), n in genres.items() if k == c})
+        q = Counter({name or "?": n for (name, k), n in quadrants.items() if k == c})
         top_genres = g.most_common(top)
         out[c] = {
             "size": int(sum(g.values())),
@@ -168,11 +168,11 @@ def describe(genres: Counter, quadrants: Counter, top: int = 3) -> dict[int, dic
 
 
 def stable_ids(
-    overlap: Mapping[tuple[int, int], int], sizes: Mapping[int, int], previous: Mapping[int, int]
+    flows: Mapping[tuple[int, int], int], sizes: Mapping[int, int], previous: Mapping[int, int]
 ) -> np.ndarray:
     """Ids for this run's clusters 0..k-1 that keep the previous run's ids where they can.
 
-    `overlap` counts the tracks of each (this run's cluster, previous cluster id) pair, `sizes`
+    `flows` counts the tracks of each (previous cluster id, this run's cluster) pair, `sizes`
     this run's clusters and `previous` the previous run's. Clusters are matched by member
     overlap (Hungarian assignment on 1 - Jaccard), which works across model versions whose
     latent spaces, and so centroids, are not comparable. A new cluster that matches nothing
@@ -187,7 +187,7 @@ def stable_ids(
     cost = np.ones((k, len(old_ids)))
     for j, o in enumerate(old_ids):
         for c in range(k):
-            shared = overlap.get((c, o), 0)
+            shared = flows.get((o, c), 0)
             cost[c, j] = 1 - shared / max(sizes.get(c, 0) + previous[o] - shared, 1)
     mapping = {}
     for row, col in zip(*linear_sum_assignment(cost), strict=True):
