@@ -84,9 +84,10 @@ bench-model: install
 bench-pipeline: install
 	$(PY) -m benchmarks.bench_pipeline
 
-# Not part of `make bench` (figures in benchmarks/results/scale.json): a million-track recluster,
-# twice; then the sharded stages on 1 and 2 Celery workers, BENCH_ARGS passed on (hours at the
-# default 100,000 tracks on 2 cores; e.g. BENCH_ARGS="--tracks 3000 --shard-size 750").
+# Not part of `make bench` (figures in benchmarks/results/scale.json): the recluster of 250,000
+# and of a million tracks, twice each; then the sharded stages on 1 and 2 Celery workers,
+# BENCH_ARGS passed on (hours at the default 100,000 tracks on 2 cores; e.g.
+# BENCH_ARGS="--tracks 6000 --shard-size 3000", about 25 minutes).
 bench-scale: install system-deps
 	$(PY) -m benchmarks.bench_scale
 	$(PY) -m benchmarks.bench_workers $(BENCH_ARGS)

@@ -74,3 +74,23 @@ def test_the_recluster_switches_to_mini_batches_above_a_configurable_size():
     for bad in ("0", "-5", "many"):
         with pytest.raises(ConfigurationError, match="MUSICVAE_SHARD_SIZE"):
             shard_size({"MUSICVAE_SHARD_SIZE": bad})
+
+
+def test_scores_from_counts_equal_sklearns_on_the_labels():
+    from collections import Counter
+
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from musicvae.model.clustering import adjusted_rand, agreement
+
+    rng = np.random.default_rng(0)
+    for n, k_truth, k_labels in ((50, 3, 4), (200, 6, 8), (7, 1, 3), (30, 5, 1)):
+        truth = rng.integers(0, k_truth, n)
+        labels = rng.integers(0, k_labels, n)
+        pairs = Counter(zip(truth.tolist(), labels.tolist(), strict=True))
+        assert adjusted_rand(pairs) == pytest.approx(adjusted_rand_score(truth, labels), abs=1e-12)
+        scores = agreement([f"g{t}" for t in truth], labels)
+        assert scores["nmi"] == round(normalized_mutual_info_score(truth, labels), 4)
+        assert scores["ari"] == round(adjusted_rand_score(truth, labels), 4)
+    # Rows without a reference label are left out.
+    assert agreement([None, "a", "a", "b"], np.array([0, 1, 1, 0]))["purity"] == 1.0
