@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import logging
-import resource
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -127,8 +126,16 @@ def reduce(settings, run_id: str, shards: list[dict]) -> dict:
         "tracks_per_s": round(result.n_tracks / seconds),
         "genre_nmi": result.metrics.get("genre_nmi"),
         "anchored": result.metrics["anchored"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory since it started (VmHWM, Linux). Not getrusage's
+    ru_maxrss, which a spawned process inherits from the parent it was forked from."""
+    status = Path("/proc/self/status").read_text()
+    kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(int(kb) / 1024)
 
 
 def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
