@@ -10,7 +10,7 @@ from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import embed, plan, read
 from musicvae.core import db
 from musicvae.core.errors import ShardMissingError
-from musicvae.core.storage import ObjectStore
+from musicvae.core.storage import ObjectStore, sha256_bytes
 from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 
@@ -159,3 +159,25 @@ def test_an_ingest_missing_a_shard_writes_nothing(settings, landing):
     with pytest.raises(ShardMissingError, match="shard 0 has no output"):
         run_ingest(settings, "i", shards=shards)
     assert _tracks(settings) == []
+
+
+def test_features_are_computed_once_per_content_whatever_the_shard(settings):
+    from musicvae.local.sample.audio import encode_mp3, render_audio
+    from musicvae.model.featurestore import ensure_features, feature_key
+    from musicvae.model.frontends import MelFrontend
+
+    store = ObjectStore(settings)
+    store.ensure_bucket()
+    frontend = MelFrontend()
+    audio = []
+    for i in range(3):
+        data = encode_mp3(render_audio("Pop", "Q1", 0, i)[: 22050 * 3])
+        sha = sha256_bytes(data)
+        store.put_bytes(f"raw/audio/{sha}.mp3", data)
+        audio.append((f"raw/audio/{sha}.mp3", sha))
+    assert ensure_features(store, audio[:2], frontend) == 2
+    # A later shard holding one cached clip and one new one computes only the new one.
+    assert ensure_features(store, audio[1:], frontend) == 1
+    assert ensure_features(store, audio, frontend) == 0
+    store.remove(feature_key(frontend, audio[0][1]))  # a cache entry lost: computed again
+    assert ensure_features(store, audio, frontend) == 1

@@ -66,16 +66,7 @@ class _FileStore:
         self.landing, self.store, self.stats, self.cache = landing, store, stats, cache
         self.uploaded = 0
         self.cache_updates: dict[str, tuple[int, int, str]] = {}
-        self._stored: dict[str, set[str]] = {}
         self._lock = threading.Lock()
-
-    def _is_stored(self, prefix: str, key: str) -> bool:
-        """One listing per prefix rather than a request per file: on a rerun over 2000 unchanged
-        tracks, asking for each of their 4000 objects took 7 s, nearly all of the rerun."""
-        with self._lock:
-            if prefix not in self._stored:
-                self._stored[prefix] = set(self.store.list_keys(prefix + "/"))
-            return key in self._stored[prefix]
 
     def put(self, rel: str, prefix: str) -> _StoredFile:
         stat = self.stats[rel]
@@ -85,7 +76,9 @@ class _FileStore:
         if cached and cached[0] == stat.size and cached[1] == stat.version:
             sha = cached[2]
             key = content_key(prefix, sha, suffix) if stat.size else None
-            if key is None or self._is_stored(prefix, key):
+            # One request per file, from the shard's threads: a listing of the prefix instead
+            # would read the whole catalogue's keys in every shard.
+            if key is None or self.store.exists(key):
                 return _StoredFile(sha, key, stat.size)
         data = self.landing.read(rel)
         sha = sha256_bytes(data)
@@ -95,8 +88,6 @@ class _FileStore:
             uploaded = self.store.put_if_absent(key, data)
             with self._lock:
                 self.uploaded += uploaded
-                if prefix in self._stored:  # keep the listing true for later files of this run
-                    self._stored[prefix].add(key)
         with self._lock:
             self.cache_updates[cache_key] = (len(data), stat.version, sha)
         return _StoredFile(sha, key, len(data))

@@ -35,11 +35,13 @@ def ensure_features(
 ) -> int:
     """Compute and cache the features of every (audio_key, sha256) not cached yet; returns how
     many were computed. Fetch, decode and the front end run in threads, one file each."""
-    cached = {
-        k.rsplit("/", 1)[-1].removesuffix(".npy")
-        for k in store.list_keys(f"features/{frontend.key()}/")
-    }
-    todo = sorted({(key, sha) for key, sha in audio if sha not in cached}, key=lambda t: t[1])
+    shas = sorted({sha for _, sha in audio})
+    # One request per clip, in threads: a listing of the cache instead would read every cached
+    # clip of the catalogue in every shard.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        cached = pool.map(lambda sha: store.exists(feature_key(frontend, sha)), shas)
+        missing = {sha for sha, hit in zip(shas, cached, strict=True) if not hit}
+    todo = sorted({(key, sha) for key, sha in audio if sha in missing}, key=lambda t: t[1])
     if not todo:
         return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
