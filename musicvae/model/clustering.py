@@ -102,10 +102,17 @@ def _table(pairs: Mapping[tuple, int]) -> np.ndarray:
     return table
 
 
+def _pairs(truth: list, labels: np.ndarray) -> Counter:
+    return Counter(zip(truth, np.asarray(labels).tolist(), strict=True))
+
+
 def adjusted_rand(pairs: Mapping[tuple, int]) -> float:
     """The ARI of two labellings given as counts of their (label, label) pairs: sklearn's
     adjusted_rand_score without holding a label per row."""
-    table = _table(pairs)
+    return _adjusted_rand(_table(pairs))
+
+
+def _adjusted_rand(table: np.ndarray) -> float:
     together = comb(table, 2).sum()
     rows, cols = comb(table.sum(axis=1), 2).sum(), comb(table.sum(axis=0), 2).sum()
     expected = rows * cols / comb(table.sum(), 2) if table.sum() > 1 else 0.0
@@ -123,22 +130,22 @@ def agreement_of(pairs: Mapping[tuple, int]) -> dict[str, float]:
     if sum(pairs.values()) < 2:
         return {}
     table = _table(pairs)
-    h_ref, h_clusters = entropy(table.sum(axis=1)), entropy(table.sum(axis=0))
     if table.shape[0] == table.shape[1] == 1:
         nmi = 1.0
     else:
         mi = mutual_info_score(None, None, contingency=table)
-        nmi = float(mi / ((h_ref + h_clusters) / 2)) if mi > 0 else 0.0
+        mean_entropy = (entropy(table.sum(axis=1)) + entropy(table.sum(axis=0))) / 2
+        nmi = float(mi / mean_entropy) if mi > 0 else 0.0
     return {
         "nmi": round(nmi, 4),
-        "ari": round(adjusted_rand(pairs), 4),
+        "ari": round(_adjusted_rand(table), 4),
         "purity": round(_purity(table), 4),
     }
 
 
 def agreement(truth: list, labels: np.ndarray) -> dict[str, float]:
     """NMI, ARI and purity of a clustering against reference labels (rows with a label only)."""
-    return agreement_of(Counter(zip(truth, np.asarray(labels).tolist(), strict=True)))
+    return agreement_of(_pairs(truth, labels))
 
 
 def _purity(table: np.ndarray) -> float:
@@ -147,7 +154,7 @@ def _purity(table: np.ndarray) -> float:
 
 def purity(truth: list, labels: np.ndarray) -> float:
     """Share of rows whose cluster's majority label is their own label."""
-    return _purity(_table(Counter(zip(truth, np.asarray(labels).tolist(), strict=True))))
+    return _purity(_table(_pairs(truth, labels)))
 
 
 def describe(genres: Counter, quadrants: Counter, top: int = 3) -> dict[int, dict]:
