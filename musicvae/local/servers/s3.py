@@ -11,6 +11,8 @@ from musicvae.core.config import Settings
 from musicvae.core.errors import StackError
 from musicvae.local.servers.processes import Processes, wait
 
+MAX_VOLUMES = 5000
+
 
 class S3:
     """`weed mini` under `root/s3`, run as the process "s3"."""
@@ -49,6 +51,11 @@ class S3:
                 f"-filer.port={p['s3_filer']}",
                 f"-admin.port={p['s3_admin']}",
                 "-master.telemetry=false",
+                # Each bucket is a collection with volumes of its own, and by default the
+                # volume count is capped at free disk / volume size: a test suite that makes
+                # a bucket per test ran out at about 70 buckets and got 500s on every write.
+                # The disk stays the limit either way: unused volumes are sparse files.
+                f"-volume.max={MAX_VOLUMES}",
                 "-webdav=false",
                 "-admin.ui=false",
                 "-s3.port.iceberg=0",
