@@ -24,7 +24,7 @@ mapped shards and the reduce). Every process of each server is sampled for its r
 (once a second, with psutil); the report gives each server's and each worker's task processes'
 peak. The last section extrapolates to 1M tracks on N workers from the one-task run's
 per-track rates (see `extrapolate`).
-Figures go to benchmarks/results/scale.json under "pipeline".
+Figures go to benchmarks/results/scale.json under "pipeline_<tracks>".
 """
 
 from __future__ import annotations
@@ -269,12 +269,23 @@ def extrapolate(one_task: dict, tracks: int, target: int, workers: tuple[int, ..
     return out
 
 
+# The configurations by name, in the order `--configs` names them: (sharded, workers).
+CONFIGS = {"one-task": (False, 1), "1-worker": (True, 1), "2-workers": (True, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracks", type=int, default=100_000)
     p.add_argument("--shard-size", type=int, default=5000)
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="which configurations to run, in this order (default: all three)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     log_to_console()
@@ -285,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     conf = {"epochs": args.epochs, "seed": 0}
     configs = {}
-    for shard_size, workers in ((args.tracks + 1, 1), (args.shard_size, 1), (args.shard_size, 2)):
+    for name in args.configs:
+        sharded, workers = CONFIGS[name]
+        shard_size = args.shard_size if sharded else args.tracks + 1
         result = run_config(landing, shard_size, workers, conf)
         configs[label(result, args.tracks)] = result
         (work / "configs.json").write_text(json.dumps(configs, indent=2))  # if a later one fails
@@ -293,14 +306,16 @@ def main(argv: list[str] | None = None) -> int:
         "tracks": args.tracks,
         "clip_seconds": args.clip_seconds,
         "configs": configs,
-        **speedups(configs),
-        "extrapolated_1m": extrapolate(
-            configs[ONE_TASK]["stages"], args.tracks, 1_000_000, (1, 2, 8, 32)
-        ),
         "machine": machine_info(),
     }
+    if ONE_TASK in configs:
+        report |= speedups(configs)
+        report["extrapolated_1m"] = extrapolate(
+            configs[ONE_TASK]["stages"], args.tracks, 1_000_000, (1, 2, 8, 32)
+        )
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    args.out.write_text(json.dumps({**results, "pipeline": report}, indent=2) + "\n")
+    results[f"pipeline_{args.tracks}"] = report
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(report)
     return 0
 
@@ -314,7 +329,7 @@ def print_table(report: dict) -> None:
         cells = []
         for name, c in configs.items():
             cell = f"{c['stages'][stage]['wall_s']:.0f} s"
-            if name != ONE_TASK:
+            if name in report.get("speedup_vs_one_task", {}):
                 cell += f" ({report['speedup_vs_one_task'][name][stage]:.2f}x)"
             cells.append(f"{cell:>22}")
         print(f"  {stage:<12}" + "".join(cells))
@@ -328,6 +343,10 @@ def print_table(report: dict) -> None:
     for role in roles:
         cells = "".join(f"{c['peak_rss_mb_by_process'].get(role, 0):>22}" for c in configs.values())
         print(f"  {role:<34}{cells[12:]}")
+    m = report["machine"]
+    print(f"machine: {m['cpu_count']} CPUs, {m['platform']}, load {m.get('load_average_1m', '?')}")
+    if "extrapolated_1m" not in report:
+        return
     print(
         "\nextrapolated to 1M tracks (the one task's per-track rates, a machine like this one "
         "per worker)"
@@ -335,8 +354,6 @@ def print_table(report: dict) -> None:
     for name, e in report["extrapolated_1m"].items():
         stages = ", ".join(f"{s} {t / 60:.0f}" for s, t in e["stages_s"].items())
         print(f"  {name:<12} {e['total_s'] / 60:>6.0f} min ({stages})")
-    m = report["machine"]
-    print(f"machine: {m['cpu_count']} CPUs, {m['platform']}, load {m.get('load_average_1m', '?')}")
 
 
 if __name__ == "__main__":
