@@ -142,7 +142,7 @@ def test_first_model_becomes_champion_and_the_catalogue_is_clustered_with_it(set
 
 @pytest.mark.parametrize(("frontend", "baseline"), [("musicnn", "front end"), ("mel", "spectral")])
 def test_the_evaluation_report_recomputes_the_research_table_with_plots(
-    settings, landing, frontend, baseline
+    settings, landing, frontend, baseline, monkeypatch
 ):
     from musicvae.retrain.model_report import report
 
@@ -151,6 +151,8 @@ def test_the_evaluation_report_recomputes_the_research_table_with_plots(
         settings, snapshot, RetrainParams(**{**asdict(FAST), "audio_frontend": frontend})
     )
 
+    # Above the cap the report clusters a sample of the snapshot, and says so.
+    monkeypatch.setenv("MUSICVAE_EVALUATION_SAMPLE", "20")
     result = report(settings, version, seeds=(0, 1))
 
     store = ObjectStore(settings)
@@ -192,7 +194,21 @@ def test_the_evaluation_report_recomputes_the_research_table_with_plots(
     assert stored_prefix == prefix
     assert 0 <= metrics["evaluation"]["genre/hybrid VAE/kmeans/nmi"] <= 1
     assert result["drift"] is None and "drift" not in metrics  # no champion to compare with
-    assert "± " in store.get_bytes(f"{prefix}/results.txt").decode()
+    text = store.get_bytes(f"{prefix}/results.txt").decode()
+    assert text.startswith("on 20 of the snapshot's 25 tracks") and "± " in text
+    assert metrics["evaluation_tracks"] == 20
+
+
+def test_the_evaluation_sample_is_uniform_fixed_and_in_snapshot_order():
+    from musicvae.retrain.model_report import sample
+
+    tracks = [{"track_id": i} for i in range(1000)]
+    drawn = sample(tracks, 100)
+    assert drawn == sample(tracks, 100)  # every version of a snapshot: the same tracks
+    ids = [t["track_id"] for t in drawn]
+    assert len(set(ids)) == 100 and ids == sorted(ids)
+    assert 300 < sum(ids) / 100 * 2 < 1700  # spread over the snapshot, not its head
+    assert sample(tracks[:50], 100) == tracks[:50]
 
 
 def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, landing):
@@ -206,6 +222,11 @@ def test_a_new_version_replaces_the_champion_only_within_the_margin(settings, la
 
     drift = report(settings, second, seeds=(0,))["drift"]
     assert drift["against_version"] == first and drift["tracks"] == 25
+    assert _query(
+        settings,
+        "SELECT metrics->'evaluation_tracks' FROM model_versions WHERE version = :v",
+        v=second,
+    ) == [(25,)]
     assert 0 < drift["linear_cka"] < 1 and 0 <= drift["knn_overlap_at_10"] < 1
     stored = "SELECT metrics->'drift' FROM model_versions WHERE version = :v"
     assert _query(settings, stored, v=second) == [(drift,)]

@@ -453,3 +453,15 @@ def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
     assert all(e.audio_path and e.lyrics_path is None and not e.problems for e in subset.entries)
     with pytest.raises(ValueError, match="defects need lyrics"):
         build_sample(tmp_path, tracks=8, defects=True, layout="audio_complete")
+
+
+def test_a_catalogue_beyond_four_digit_ids_keeps_every_id_valid_and_unique():
+    # MERGE's A and L ids have four digits at most: the 100,000-track benchmark's catalogue
+    # lost 40% of its tracks to "malformed id" before the plan switched to MT ids.
+    from musicvae.ingest.merge import AUDIO_ID, LYRIC_ID
+    from musicvae.local.sample import metadata
+
+    rows = metadata.plan(25_000, seed=0)
+    assert all(AUDIO_ID.match(r.audio_id) and LYRIC_ID.match(r.lyric_id) for r in rows)
+    assert len({r.audio_id for r in rows}) == len({r.lyric_id for r in rows}) == 25_000
+    assert not any(r.audio_id.startswith("A") for r in rows[-100:])  # past A9949: MT ids

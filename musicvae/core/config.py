@@ -18,6 +18,9 @@ DEFAULT_SHARD_SIZE = 5000
 # Above this many tracks the recluster fits MiniBatchKMeans on shard-sized batches instead of
 # KMeans on every row at each step: its working memory follows the batch, not the catalogue.
 DEFAULT_MINIBATCH_ABOVE = 200_000
+# A model's evaluation report clusters this many tracks of its snapshot at most: Ward linkage
+# and HDBSCAN grow with the square of the rows (Ward on 60,000 tracks wants 14 GB).
+DEFAULT_EVALUATION_SAMPLE = 5000
 
 
 def _count(name: str, default: int, env: dict[str, str] | None) -> int:
@@ -50,6 +53,11 @@ def index_build_memory(env: dict[str, str] | None = None) -> str:
 def minibatch_above(env: dict[str, str] | None = None) -> int:
     """MUSICVAE_MINIBATCH_ABOVE, else DEFAULT_MINIBATCH_ABOVE."""
     return _count("MUSICVAE_MINIBATCH_ABOVE", DEFAULT_MINIBATCH_ABOVE, env)
+
+
+def evaluation_sample(env: dict[str, str] | None = None) -> int:
+    """MUSICVAE_EVALUATION_SAMPLE, else DEFAULT_EVALUATION_SAMPLE."""
+    return _count("MUSICVAE_EVALUATION_SAMPLE", DEFAULT_EVALUATION_SAMPLE, env)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicvae.core import db, lineage
-from musicvae.core.config import Settings
+from musicvae.core.config import Settings, evaluation_sample
 from musicvae.core.storage import ObjectStore
 from musicvae.model import baselines, evaluation, frontends, plots
 from musicvae.model.inputs import training_data
@@ -59,6 +59,15 @@ def label_sets(tracks: list[dict]) -> tuple[dict, dict]:
     return labels, k
 
 
+def sample(tracks: list[dict], size: int) -> list[dict]:
+    """At most `size` of the tracks, drawn uniformly with a fixed seed and kept in snapshot
+    order, so that every version of one snapshot is judged on the same tracks."""
+    if len(tracks) <= size:
+        return tracks
+    keep = np.random.default_rng(0).choice(len(tracks), size=size, replace=False)
+    return [tracks[i] for i in np.sort(keep)]
+
+
 def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
@@ -66,7 +75,15 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
     with eng.connect() as conn:
         mv = versions.get(conn, version)
     loaded = versions.load(store, mv)
-    tracks = load_snapshot(store, mv.snapshot_id)
+    snapshot = load_snapshot(store, mv.snapshot_id)
+    tracks = sample(snapshot, evaluation_sample())
+    if len(tracks) < len(snapshot):
+        log.info(
+            "evaluating model version %d on a uniform sample of %d of its snapshot's %d tracks",
+            version,
+            len(tracks),
+            len(snapshot),
+        )
     data = training_data(store, tracks, loaded.frontend, loaded.vectorizer)
     reps = representations(loaded, data, seeds)
     labels, k = label_sets(tracks)
@@ -79,9 +96,11 @@ def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
         store.put_bytes(f"{prefix}/{name}", content, "image/png")
     tables = {name: evaluation.format_table(results, name) for name in labels}
     store.put_json(f"{prefix}/results.json", evaluation.to_json(results))
-    store.put_bytes(f"{prefix}/results.txt", "\n\n".join(tables.values()).encode(), "text/plain")
+    heading = f"on {len(tracks)} of the snapshot's {len(snapshot)} tracks\n\n"
+    text = heading + "\n\n".join(tables.values())
+    store.put_bytes(f"{prefix}/results.txt", text.encode(), "text/plain")
     summary = _summary(results)
-    metrics = {"evaluation": summary}
+    metrics = {"evaluation": summary, "evaluation_tracks": len(tracks)}
     drift = _drift(store, eng, mv, tracks, reps[VAE])
     if drift:
         metrics["drift"] = drift

@@ -48,6 +48,8 @@ METADATA_COLUMNS = [
 # Guarantees every ID shape in any sample of at least three rows; MT rows dominate as in MERGE.
 _ID_PATTERN = ("MT", "A", "A-", "MT", "A", "MT", "MT", "A", "MT", "A-")
 _LYRIC_OFFSET = 50  # A001 <-> L051: the A/L numbering of MERGE's two halves is out of step
+# MERGE's A and L ids have at most four digits; a larger catalogue takes MT ids after this.
+_LAST_A_NUMBER = 9999 - _LYRIC_OFFSET
 
 _FIRST = words(
     "John Mary Ella Frank Nina Otis Patsy Willie Aretha Johnny Dolly Marvin Billie Sam "
@@ -115,7 +117,7 @@ def plan(tracks: int, seed: int) -> list[Row]:
     for i in range(tracks):
         mt = f"MT{int(allmusic[i]):010d}"
         kind = _ID_PATTERN[i % len(_ID_PATTERN)]
-        if kind == "MT":
+        if kind == "MT" or a_number == _LAST_A_NUMBER:
             audio_id = lyric_id = mt
         else:
             a_number += 1
