@@ -173,9 +173,9 @@ def stage_times(client: AirflowClient, since: str) -> dict[str, dict]:
     summed run time of its mapped shard tasks, and the hostnames those ran on.
 
     Of a DAG's runs since `since`, the one whose shard tasks took longest: the one that did the
-    work. Unpausing a scheduled DAG starts its latest slot at once, so when a configuration
-    starts just after the hour the scheduled run ingests the catalogue and the triggered one,
-    queued behind it, only finds every file there already."""
+    work. Unpausing a scheduled DAG can start its latest slot at once (seen when a configuration
+    started just after the hour): that run then ingests the catalogue, and the triggered one,
+    queued behind it, finds every file there already."""
     out = {}
     for stage, (dag_id, task_ids) in STAGES.items():
         candidates = [
