@@ -31,6 +31,7 @@ from musicvae.model.clustering import (
     describe,
     nearest,
     stable_ids,
+    uniform_rows,
 )
 from musicvae.registry import versions
 
@@ -188,7 +189,7 @@ def _fit(
     seed = params.get("seed", 0)
     n = sum(s["n_items"] for s in shards)
     cap = minibatch_above()
-    sample = None if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, False))
+    sample = uniform_rows(n, cap, seed)
     rows, anchor, start = [], [], 0
     for tracks, embeddings in read(store, shards):
         keep = np.arange(len(tracks))

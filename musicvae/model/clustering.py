@@ -86,6 +86,14 @@ def anchored_kmeans(
     return fresh, False
 
 
+def uniform_rows(n: int, size: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a uniform sample of `size` of `n` rows, drawn with `seed`; None when
+    `size` covers them all. Sorted, so that the sample can be read in one pass, in order."""
+    if n <= size:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
 def nearest(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's nearest centroid and its distance to it (what KMeans' labels_ hold)."""
     labels, distances = pairwise_distances_argmin_min(embeddings, centroids)

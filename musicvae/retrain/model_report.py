@@ -20,6 +20,7 @@ from musicvae.core import db, lineage
 from musicvae.core.config import Settings, evaluation_sample
 from musicvae.core.storage import ObjectStore
 from musicvae.model import baselines, evaluation, frontends, plots
+from musicvae.model.clustering import uniform_rows
 from musicvae.model.inputs import training_data
 from musicvae.model.latent_drift import embedding_drift
 from musicvae.registry import versions
@@ -62,10 +63,8 @@ def label_sets(tracks: list[dict]) -> tuple[dict, dict]:
 def sample(tracks: list[dict], size: int) -> list[dict]:
     """At most `size` of the tracks, drawn uniformly with a fixed seed and kept in snapshot
     order, so that every version of one snapshot is judged on the same tracks."""
-    if len(tracks) <= size:
-        return tracks
-    keep = np.random.default_rng(0).choice(len(tracks), size=size, replace=False)
-    return [tracks[i] for i in np.sort(keep)]
+    rows = uniform_rows(len(tracks), size, seed=0)
+    return tracks if rows is None else [tracks[i] for i in rows]
 
 
 def report(settings: Settings, version: int, seeds=SEEDS) -> dict:
