@@ -1,6 +1,7 @@
 """The sharded stages on Airflow's Celery workers: one task against shards on 1 and 2 workers.
 
     python -m benchmarks.bench_workers [--tracks 100000] [--shard-size 5000] [--clip-seconds 4]
+                                       [--frontend musicnn|mel] [--configs one-task 2-workers]
 
 A MERGE_Audio_Complete-shaped catalogue of `tracks` short clips is written once under
 benchmarks/.cache/workers-<N>/. Its audio is reused decoded content under distinct ids: 32 clips
@@ -11,7 +12,9 @@ the packaged ones with `min_duration_s` lowered to accept the short clips.
 
 Each configuration gets a fresh local stack with the CeleryExecutor and runs the pipeline through
 Airflow's scheduler as `make demo` does: merge_ingest -> merge_validate -> catalogue_assign, then
-musicvae_retrain (features, a short training) -> catalogue_recluster:
+musicvae_retrain (features with `--frontend`, a short training) -> catalogue_recluster.
+merge_ingest's schedule is `manual` (MUSICVAE_INGEST_SCHEDULE), so no hourly run shares the
+workers with the timed one:
 
 one task            MUSICVAE_SHARD_SIZE above the catalogue: each stage is one task, as
                     before the stages were sharded;
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-size", type=int, default=5000)
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--frontend", choices=("musicnn", "mel"), default="musicnn")
     p.add_argument(
         "--configs",
         nargs="+",
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MUSICVAE_DATA_QUALITY_CONFIG"] = str(
         thresholds(work / "data_quality.toml", args.clip_seconds)
     )
-    conf = {"epochs": args.epochs, "seed": 0}
+    os.environ["MUSICVAE_INGEST_SCHEDULE"] = "manual"
+    conf = {"epochs": args.epochs, "seed": 0, "audio_frontend": args.frontend}
     configs = {}
     for name in args.configs:
         sharded, workers = CONFIGS[name]
@@ -319,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "tracks": args.tracks,
         "clip_seconds": args.clip_seconds,
+        "frontend": args.frontend,
         "configs": configs,
         "machine": machine_info(),
     }
@@ -337,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(report: dict) -> None:
     configs = report["configs"]
     names = list(configs)
-    print(f"\nsharded stages, {report['tracks']} tracks of {report['clip_seconds']} s clips")
+    print(
+        f"\nsharded stages, {report['tracks']} tracks of {report['clip_seconds']} s clips, "
+        f"{report['frontend']} front end"
+    )
     print("  stage       " + "".join(f"{n:>22}" for n in names))
     for stage in STAGES:
         cells = []

@@ -6,11 +6,11 @@ workers share them; the ingest task writes what they found in one transaction.
 
 from airflow.sdk import Param, dag, task
 
-from musicvae.assets import CATALOGUE_RAW, DEFAULT_ARGS, cron, fail_fast, settings
+from musicvae.assets import CATALOGUE_RAW, DEFAULT_ARGS, fail_fast, ingest_schedule, settings
 
 
 @dag(
-    schedule=cron("@hourly"),
+    schedule=ingest_schedule(),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

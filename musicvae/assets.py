@@ -16,6 +16,28 @@ def cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC")
 
 
+def ingest_schedule() -> CronTriggerTimetable | None:
+    """merge_ingest's schedule: MUSICVAE_INGEST_SCHEDULE, a cron expression (default @hourly), or
+    `manual` for triggered runs only (a benchmark's timed run must not share the workers with a
+    scheduled one). Read when the DAG file is parsed."""
+    from airflow.sdk.exceptions import AirflowTimetableInvalid
+
+    from musicvae.core.errors import ConfigurationError
+
+    value = os.environ.get("MUSICVAE_INGEST_SCHEDULE", "").strip() or "@hourly"
+    if value == "manual":
+        return None
+    timetable = cron(value)
+    try:
+        timetable.validate()
+    except AirflowTimetableInvalid as e:
+        raise ConfigurationError(
+            f"MUSICVAE_INGEST_SCHEDULE={value!r}: {e} Give a cron expression (@hourly, "
+            "'0 */6 * * *') or manual."
+        ) from e
+    return timetable
+
+
 DEFAULT_ARGS = {"owner": "musicvae", "retries": 2, "retry_delay": timedelta(seconds=20)}
 
 

@@ -132,3 +132,32 @@ def test_dag_file_parses_fast_without_heavy_imports(path, tmp_path):
     assert probe["seconds"] < 10.0, f"{path.name} took {probe['seconds']:.2f} s to parse"
     heavy = [m for m in probe["imported"] if m.split(".")[0] in HEAVY or m in HEAVY]
     assert heavy == [], f"{path.name} imports {heavy} at parse time"
+
+
+def _parse_ingest_dag(tmp_path, schedule: str, show: str):
+    """What `show` (an expression of `bag`) is once merge_ingest.py is parsed with the schedule."""
+    script = (
+        "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAG_DIR / 'merge_ingest.py')!r})\n"
+        f"print(json.dumps({show}))"
+    )
+    env = _airflow_env(tmp_path) | {"MUSICVAE_INGEST_SCHEDULE": schedule}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "value, expression",
+    [("", "0 * * * *"), ("manual", None), ("*/15 * * * *", "*/15 * * * *")],
+)
+def test_the_ingest_schedule_comes_from_the_environment(value, expression, tmp_path):
+    show = "getattr(bag.dags['merge_ingest'].timetable, 'expression', None)"
+    assert _parse_ingest_dag(tmp_path, value, show) == expression
+
+
+def test_a_bad_ingest_schedule_is_an_import_error_naming_the_variable(tmp_path):
+    errors = _parse_ingest_dag(tmp_path, "every hour", "list(bag.import_errors.values())")
+    assert "MUSICVAE_INGEST_SCHEDULE='every hour'" in errors[0]
