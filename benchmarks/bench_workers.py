@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_workers [--tracks 100000] [--shard-size 5000] [--clip-seconds 4]
                                        [--frontend musicnn|mel] [--configs one-task 2-workers]
+                                       [--keep]
 
 A MERGE_Audio_Complete-shaped catalogue of `tracks` short clips is written once under
 benchmarks/.cache/workers-<N>/. Its audio is reused decoded content under distinct ids: 32 clips

@@ -11,6 +11,7 @@ from .conftest import REPO
 
 DAG_DIR = REPO / "dags"
 DAG_FILES = sorted(DAG_DIR.glob("*.py"))
+INGEST = DAG_DIR / "merge_ingest.py"
 EXPECTED = {
     "merge_ingest",
     "merge_validate",
@@ -55,25 +56,34 @@ def _airflow_env(tmp_path) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
+def _parse(home, dag_folder, show: str, **env) -> object:
+    """`show`, an expression of `bag` that JSON can hold, once Airflow has parsed `dag_folder`
+    (in a process of its own, with AIRFLOW_HOME `home` and `env` on top of the DAGs' defaults)."""
     script = (
         "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAG_DIR)!r})\n"
-        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},"
-        " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'params': sorted(d.params.keys()),"
-        " 'tasks': {t.task_id: t.retries for t in d.tasks},"
-        " 'pools': {t.task_id: [t.pool, t.queue] for t in d.tasks}} for d in bag.dags.values()}}))"
+        f"bag = DagBag(dag_folder={str(dag_folder)!r})\n"
+        f"print(json.dumps({show}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env=_airflow_env(tmp_path_factory.mktemp("airflow")),
+        env=_airflow_env(home) | env,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory):
+    show = (
+        "{'errors': {k: str(v) for k, v in bag.import_errors.items()},"
+        " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'params': sorted(d.params.keys()),"
+        " 'tasks': {t.task_id: t.retries for t in d.tasks},"
+        " 'pools': {t.task_id: [t.pool, t.queue] for t in d.tasks}} for d in bag.dags.values()}}"
+    )
+    return _parse(tmp_path_factory.mktemp("airflow"), DAG_DIR, show)
 
 
 def test_every_dag_imports_without_errors(dagbag):
@@ -134,30 +144,16 @@ def test_dag_file_parses_fast_without_heavy_imports(path, tmp_path):
     assert heavy == [], f"{path.name} imports {heavy} at parse time"
 
 
-def _parse_ingest_dag(tmp_path, schedule: str, show: str):
-    """What `show` (an expression of `bag`) is once merge_ingest.py is parsed with the schedule."""
-    script = (
-        "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAG_DIR / 'merge_ingest.py')!r})\n"
-        f"print(json.dumps({show}))"
-    )
-    env = _airflow_env(tmp_path) | {"MUSICVAE_INGEST_SCHEDULE": schedule}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize(
     "value, expression",
     [("", "0 * * * *"), ("manual", None), ("*/15 * * * *", "*/15 * * * *")],
 )
 def test_the_ingest_schedule_comes_from_the_environment(value, expression, tmp_path):
     show = "getattr(bag.dags['merge_ingest'].timetable, 'expression', None)"
-    assert _parse_ingest_dag(tmp_path, value, show) == expression
+    assert _parse(tmp_path, INGEST, show, MUSICVAE_INGEST_SCHEDULE=value) == expression
 
 
 def test_a_bad_ingest_schedule_is_an_import_error_naming_the_variable(tmp_path):
-    errors = _parse_ingest_dag(tmp_path, "every hour", "list(bag.import_errors.values())")
+    show = "list(bag.import_errors.values())"
+    errors = _parse(tmp_path, INGEST, show, MUSICVAE_INGEST_SCHEDULE="every hour")
     assert "MUSICVAE_INGEST_SCHEDULE='every hour'" in errors[0]
