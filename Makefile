@@ -90,6 +90,7 @@ bench-pipeline: install
 # BENCH_ARGS="--tracks 6000 --shard-size 3000", about 25 minutes).
 bench-scale: install system-deps
 	$(PY) -m benchmarks.bench_scale
+	$(PY) -m benchmarks.bench_reduces
 	$(PY) -m benchmarks.bench_workers $(BENCH_ARGS)
 
 bench-sql: install

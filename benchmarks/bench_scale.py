@@ -4,16 +4,16 @@
 
 A fresh database on the local stack gets `tracks` valid tracks and a champion model version;
 their embeddings (clustered Gaussians) are written as the recluster's embedding shards would
-leave them (MUSICVAE_SHARD_SIZE tracks each, in object storage). Then `run_recluster` runs twice
-on those shards, as catalogue_recluster's last task does: the first run clusters from scratch
-with model version 1; the second, as after next week's retrain, clusters version 2's embeddings
-(shifted) anchored to the first run, keeping its cluster ids. Each is timed whole (reading the
-shards, MiniBatchKMeans on a sample above MUSICVAE_MINIBATCH_ABOVE tracks, stable ids, cluster
-summaries, and one transaction that COPYs every embedding and assignment and builds the HNSW
-index) in a process of its own, whose peak memory is the reduce's. Every catalogue size given
-is run, so that the peaks show whether the reduce's memory grows with the catalogue. Target:
-under 10 minutes a run. Figures go to benchmarks/results/scale.json under "recluster" (the
-largest catalogue, and the peak of every size).
+leave them (MUSICVAE_EMBED_SHARD_SIZE tracks each, in object storage). Then `run_recluster` runs
+twice on those shards, as catalogue_recluster's last task does: the first run clusters from
+scratch with model version 1; the second, as after next week's retrain, clusters version 2's
+embeddings (shifted) anchored to the first run, keeping its cluster ids. Each is timed whole
+(reading the shards, MiniBatchKMeans on a sample above MUSICVAE_MINIBATCH_ABOVE tracks, stable
+ids, cluster summaries, and one transaction that COPYs every embedding and assignment and builds
+the HNSW index) in a process of its own, whose peak memory is the reduce's. Every catalogue size
+given is run, so that the peaks show whether the reduce's memory grows with the catalogue.
+Target: under 10 minutes a run. Figures go to benchmarks/results/scale.json under "recluster"
+(the largest catalogue, and the peak of every size).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from benchmarks.bench_sql import synthetic
 from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import minibatch_size, prefix
 from musicvae.core import db
-from musicvae.core.config import minibatch_above, shard_size
+from musicvae.core.config import embed_shard_size, minibatch_above, shard_size
 from musicvae.core.shards import output_key, split
 from musicvae.core.storage import ObjectStore
 from musicvae.local.stack import Stack
@@ -104,7 +104,7 @@ def shards(
 ) -> list[dict]:
     """The embedding shards catalogue_recluster's mapped tasks would leave for `run_id`."""
     store = ObjectStore(settings)
-    size = shard_size()
+    size = embed_shard_size()
     out = split(store, prefix(run_id), tracks, size, model_version=version)
     for shard in out:
         buf = io.BytesIO()
@@ -144,14 +144,20 @@ def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
         return pool.submit(reduce, settings, run_id, shards).result()
 
 
-def weekly_runs(stack: Stack, n_tracks: int, dim: int) -> dict:
-    """A fresh catalogue of `n_tracks`; a first recluster, then the next champion's, anchored."""
-    name = f"bench_scale_{uuid.uuid4().hex[:6]}"
+def fresh_settings(stack: Stack, prefix: str):
+    """The stack's settings for a new, migrated database and a new bucket."""
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     settings = replace(
         stack.settings(), database_url=stack.create_database(name), bucket=name.replace("_", "-")
     )
     db.migrate(db.engine(settings.database_url))
     ObjectStore(settings).ensure_bucket()
+    return settings
+
+
+def weekly_runs(stack: Stack, n_tracks: int, dim: int) -> dict:
+    """A fresh catalogue of `n_tracks`; a first recluster, then the next champion's, anchored."""
+    settings = fresh_settings(stack, "bench_scale")
     embeddings, labels, _ = synthetic(n_tracks, dim, len(GENRES))
     tracks = catalogue(settings, labels)
     runs = {}

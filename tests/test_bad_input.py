@@ -1,6 +1,7 @@
 """Every kind of bad input, ingested and validated against the real PostgreSQL and S3 servers:
 each gets its exact outcome, and every good track still goes through."""
 
+import re
 import shutil
 
 import pandas as pd
@@ -11,7 +12,8 @@ from musicvae.core import db
 from musicvae.core.errors import BatchValidationError, MetadataSchemaError
 from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import run_ingest
-from musicvae.quality.validate import run_validation
+from musicvae.quality import validate
+from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 from musicvae.ui.reports import docs_file, report_html
 
 from . import badinput
@@ -87,6 +89,30 @@ def test_every_bad_input_gets_its_exact_outcome_and_every_good_track_goes_throug
     assert stereo["channels"] == 2
     artists = {r[0] for r in _rows(settings, "SELECT artist FROM tracks")}
     assert "SinÃ©ad OâConnor" in artists  # kept as the release wrote it
+
+
+def test_in_shards_of_two_every_track_ends_the_same_and_the_report_lists_the_first(
+    new_settings, bad_catalogue, monkeypatch
+):
+    # The copies of other tracks are found whichever shard holds the original.
+    root, _ = bad_catalogue
+    monkeypatch.setattr(validate, "REPORT_TRACKS", 3)
+    ends = {}
+    for size in (1000, 2):
+        settings = new_settings()
+        run_ingest(settings, "ingest", str(root))
+        shards = [profile_shard(settings, s) for s in plan_validation(settings, "v", size=size)]
+        result = run_validation(settings, "v", shards=shards)
+        ends[size] = (
+            _rows(settings, "SELECT track_id, status, status_reason FROM tracks ORDER BY 1"),
+            _rows(settings, "SELECT track_id, check_name, detail FROM track_issues ORDER BY 1, 2"),
+        )
+    assert ends[2] == ends[1000] and len(shards) > 5
+    assert any(check == "audio_duplicate" for _, check, _ in ends[2][1])
+    report = ObjectStore(settings).get_bytes(result.report_key).decode()
+    listed = re.findall(r"<tr class=\w+><td>[^<]*</td><td>(valid|quarantined)</td>", report)
+    assert listed == ["quarantined"] * 3 and result.tracks_quarantined > 3
+    assert f"The first 3 of {result.tracks_checked} tracks, quarantined first" in report
 
 
 def test_expectation_results_and_data_docs_are_published(settings, bad_catalogue):

@@ -120,6 +120,7 @@ def two_workers(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
+        env.setenv("MUSICVAE_EMBED_SHARD_SIZE", str(SHARD_SIZE))
         stack = Stack(tmp_path_factory.mktemp("two-workers"), executor="celery", workers=2)
         stack.up()
     try:

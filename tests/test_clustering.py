@@ -76,6 +76,17 @@ def test_the_recluster_switches_to_mini_batches_above_a_configurable_size():
             shard_size({"MUSICVAE_SHARD_SIZE": bad})
 
 
+def test_the_embedding_shards_are_larger_than_the_others_unless_set():
+    from musicvae.core.config import embed_shard_size
+    from musicvae.core.errors import ConfigurationError
+
+    assert embed_shard_size({}) == 20_000
+    assert embed_shard_size({"MUSICVAE_SHARD_SIZE": "300"}) == 1200
+    assert embed_shard_size({"MUSICVAE_SHARD_SIZE": "300", "MUSICVAE_EMBED_SHARD_SIZE": "7"}) == 7
+    with pytest.raises(ConfigurationError, match="MUSICVAE_EMBED_SHARD_SIZE"):
+        embed_shard_size({"MUSICVAE_EMBED_SHARD_SIZE": "0"})
+
+
 def test_scores_from_counts_equal_sklearns_on_the_labels():
     from collections import Counter
 

@@ -161,6 +161,37 @@ def test_an_ingest_missing_a_shard_writes_nothing(settings, landing):
     assert _tracks(settings) == []
 
 
+def test_split_writes_shards_from_a_stream_and_at_least_one(settings):
+    from musicvae.core.shards import inputs, split
+
+    store = ObjectStore(settings)
+    for n, sizes in ((10, [5, 5]), (11, [5, 5, 1]), (0, [0])):
+        shards = split(store, f"s{n}", iter(range(n)), 5, run_id="r")
+        assert [s["n_items"] for s in shards] == sizes and {s["run_id"] for s in shards} == {"r"}
+        assert [i for s in shards for i in inputs(store, s)] == list(range(n))
+
+
+def test_an_ingest_whose_last_shard_cannot_be_read_leaves_nothing_of_the_first(settings, landing):
+    # The shards are written one at a time, inside one transaction.
+    shards = [upload_shard(settings, s) for s in plan_ingest(settings, "i", str(landing), size=5)]
+    ObjectStore(settings).put_bytes(f"{shards[-1]['key']}.rows.json", b"{ not json")
+    with pytest.raises(ValueError):
+        run_ingest(settings, "i", shards=shards)
+    assert _tracks(settings) == []
+    with db.engine(settings.database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ingest_runs")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM landing_files")).scalar() == 0
+
+
+def test_an_ingest_run_retried_after_it_landed_keeps_its_record(settings, landing):
+    first = run_ingest(settings, "i", str(landing))
+    again = run_ingest(settings, "i", str(landing))  # Airflow clears and reruns the whole run
+    assert not again.changed and again.tracks_unchanged == first.tracks_new
+    with db.engine(settings.database_url).connect() as conn:
+        run = conn.execute(sa.text("SELECT tracks_new FROM ingest_runs WHERE run_id = 'i'"))
+        assert run.scalar_one() == first.tracks_new
+
+
 def test_features_are_computed_once_per_content_whatever_the_shard(settings):
     from musicvae.local.sample.audio import encode_mp3, render_audio
     from musicvae.model.featurestore import ensure_features, feature_key

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from musicvae.core import db, lineage
-from musicvae.core.config import Settings, minibatch_above, shard_size
+from musicvae.core.config import Settings, embed_shard_size, minibatch_above, shard_size
 from musicvae.core.shards import inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore
 from musicvae.registry import versions
 from musicvae.registry.embedding import embed_tracks, embedding_inputs
-from musicvae.registry.snapshots import valid_tracks
+from musicvae.registry.snapshots import stream_valid_tracks
 
 log = logging.getLogger("musicvae.catalogue.shards")
 
@@ -38,15 +38,16 @@ def plan(
     settings: Settings, run_id: str, model_version: int | None = None, size: int | None = None
 ) -> list[dict]:
     """Shard descriptors of this run: the model version and the valid tracks, frozen now."""
-    size = size or shard_size()
+    size = size or embed_shard_size()
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
     db.migrate(eng)
     with eng.connect() as conn:
         mv = versions.get(conn, model_version) if model_version else versions.champion(conn)
-        tracks = valid_tracks(conn)
-    shards = split(store, prefix(run_id), tracks, size, model_version=mv.version)
-    log.info("recluster %s: %d tracks in %d shards of %d", run_id, len(tracks), len(shards), size)
+        tracks = stream_valid_tracks(conn, batch=size)
+        shards = split(store, prefix(run_id), tracks, size, model_version=mv.version)
+    n_tracks = sum(s["n_items"] for s in shards)
+    log.info("recluster %s: %d tracks in %d shards of %d", run_id, n_tracks, len(shards), size)
     lineage.read(lineage.table(settings, "tracks"), lineage.table(settings, "model_aliases"))
     lineage.wrote(lineage.objects(settings, prefix(run_id)))
     return shards

@@ -15,6 +15,10 @@ from musicvae.core.errors import ConfigurationError
 DEFAULT_BUCKET = "musicvae"
 # Tracks per shard of a mapped task (features, embedding): what one task holds in memory.
 DEFAULT_SHARD_SIZE = 5000
+# An embedding task spends about 3 s starting (a process, torch, the model) and 1.3 ms a track
+# (musicnn features, 2 cores): at 5000 tracks a third of it would be start-up, which more workers
+# pay again per shard. Its shards hold this many times MUSICVAE_SHARD_SIZE tracks.
+EMBED_SHARDS_PER_SHARD = 4
 # Above this many tracks the recluster fits MiniBatchKMeans on shard-sized batches instead of
 # KMeans on every row at each step: its working memory follows the batch, not the catalogue.
 DEFAULT_MINIBATCH_ABOVE = 200_000
@@ -35,6 +39,12 @@ def _count(name: str, default: int, env: dict[str, str] | None) -> int:
 def shard_size(env: dict[str, str] | None = None) -> int:
     """Tracks per shard: MUSICVAE_SHARD_SIZE, else DEFAULT_SHARD_SIZE."""
     return _count("MUSICVAE_SHARD_SIZE", DEFAULT_SHARD_SIZE, env)
+
+
+def embed_shard_size(env: dict[str, str] | None = None) -> int:
+    """Tracks per shard of the recluster's embedding: MUSICVAE_EMBED_SHARD_SIZE, else
+    EMBED_SHARDS_PER_SHARD shards' worth."""
+    return _count("MUSICVAE_EMBED_SHARD_SIZE", EMBED_SHARDS_PER_SHARD * shard_size(env), env)
 
 
 def index_build_memory(env: dict[str, str] | None = None) -> str:

@@ -9,8 +9,9 @@ task before it writes anything.
 
 from __future__ import annotations
 
-import math
+import itertools
 import re
+from collections.abc import Iterable
 
 from musicvae.core.errors import ShardMissingError
 from musicvae.core.storage import ObjectStore
@@ -20,16 +21,20 @@ def run_prefix(stage: str, run_id: str) -> str:
     return f"{stage}/{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}"
 
 
-def split(store: ObjectStore, prefix: str, items: list, size: int, **fields) -> list[dict]:
-    """Write `items` in shards of `size` (at least one shard, maybe empty); their descriptors
-    carry `fields` too."""
-    shards = []
-    for index in range(max(1, math.ceil(len(items) / size))):
-        part = items[index * size : (index + 1) * size]
-        key = f"{prefix}/shard-{index:05d}"
+def split(store: ObjectStore, prefix: str, items: Iterable, size: int, **fields) -> list[dict]:
+    """Write `items` in shards of `size` (at least one shard, maybe empty), holding one shard at
+    a time; their descriptors carry `fields` too."""
+    shards: list[dict] = []
+    items = iter(items)
+    while True:
+        part = list(itertools.islice(items, size))
+        if shards and not part:
+            return shards
+        key = f"{prefix}/shard-{len(shards):05d}"
         store.put_json(f"{key}.json", {**fields, "items": part})
-        shards.append({**fields, "index": index, "key": key, "n_items": len(part)})
-    return shards
+        shards.append({**fields, "index": len(shards), "key": key, "n_items": len(part)})
+        if len(part) < size:
+            return shards
 
 
 def inputs(store: ObjectStore, shard: dict) -> list:

@@ -119,7 +119,7 @@ def plan_ingest(
             "rejections": [asdict(r) for r in rejections],
         },
     )
-    items = [
+    items = (  # made as each shard is written: the layout is held once, not twice
         {
             "entry": asdict(e),
             "stats": {
@@ -128,7 +128,7 @@ def plan_ingest(
         }
         for s in scans
         for e in s.entries
-    ]
+    )
     shards = split(store, prefix, items, size or shard_size(), landing=location, run_id=run_id)
     lineage.read(lineage.landing(location))
     lineage.wrote(lineage.objects(settings, prefix))
@@ -182,51 +182,36 @@ def run_ingest(
     settings: Settings, run_id: str, landing: str | None = None, shards: list[dict] | None = None
 ) -> IngestResult:
     """Write what the uploaded `shards` (the DAG's mapped tasks) found, in one transaction; or
-    plan and upload them here first (one process: the CLI and tests)."""
+    plan and upload them here first (one process: the CLI and tests).
+
+    The shards are read and written one at a time, each compared with the stored rows of its own
+    tracks, so this task holds a shard of the batch, never the batch or the catalogue."""
     if shards is None:
         shards = [upload_shard(settings, s) for s in plan_ingest(settings, run_id, landing)]
     store = ObjectStore(settings)
-    eng = db.engine(settings.database_url)
     plan = store.get_json(f"{run_prefix('ingest', run_id)}/plan.json")
     result = IngestResult(run_id, landing=plan["landing"], files_seen=plan["files_seen"])
-    with eng.connect() as conn:
-        existing = {
-            r.track_id: r
-            for r in conn.execute(
-                sa.text(
-                    "SELECT track_id, audio_sha256, lyrics_sha256, metadata, status FROM tracks"
-                )
-            )
-        }
-        old_rejections = {
-            (r.subset, r.item, r.reason)
-            for r in conn.execute(sa.text("SELECT subset, item, reason FROM ingest_rejections"))
-        }
+    rejections = {(r["subset"], r["item"], r["reason"]) for r in plan["rejections"]}
+    result.rejected, result.rejections = len(rejections), plan["rejections"]
+    for r in plan["rejections"]:
+        log.warning("rejected %s %s: %s", r["subset"], r["item"], r["reason"])
+    shards = ordered(store, shards, "rows.json")  # all there, or nothing is written
 
-    rows, cache_updates = [], {}
-    for shard in ordered(store, shards, "rows.json"):
-        output = store.get_json(output_key(shard, "rows.json"))
-        result.files_uploaded += output["uploaded"]
-        cache_updates |= {path: tuple(v) for path, v in output["cache"].items()}
-        for row in output["rows"]:
-            old = existing.get(row["track_id"])
-            if old is None:
-                result.tracks_new += 1
-            elif _same_content(old, row):
-                result.tracks_unchanged += 1
-                continue
-            else:
-                result.tracks_changed += 1
-            result.quarantined += row["status"] == "quarantined"
-            rows.append(row)
-
-    rejections = [Rejection(**r) for r in plan["rejections"]]
-    current = {(r.subset, r.item, r.reason) for r in rejections}
-    result.rejected = len(current)
-    result.rejections = plan["rejections"]
-    result.rejections_changed = current != old_rejections
-    for r in rejections:
-        log.warning("rejected %s %s: %s", r.subset, r.item, r.reason)
+    # One transaction: a crash, or a shard output that cannot be read, leaves the previous state.
+    with db.engine(settings.database_url).begin() as conn:
+        old_rejections = {tuple(r) for r in conn.execute(SELECT_REJECTIONS)}
+        result.rejections_changed = rejections != old_rejections
+        # The run's row comes first, as tracks reference it; a run that changes nothing removes
+        # it again, unless an earlier attempt of the same run wrote it.
+        claimed = conn.execute(CLAIM_RUN, {"run_id": run_id, "landing": result.landing}).rowcount
+        for shard in shards:
+            _write_shard(conn, store, shard, result)
+        if result.changed:
+            conn.execute(RECORD_RUN, {k: v for k, v in asdict(result).items() if k != "rejections"})
+        elif claimed:
+            conn.execute(sa.text("DELETE FROM ingest_runs WHERE run_id = :r"), {"r": run_id})
+        if result.rejections_changed:
+            _replace_rejections(conn, run_id, rejections)
 
     # The landing zone is this step's input, whichever task of the run read which file of it.
     lineage.read(lineage.landing(shards[0]["landing"]))
@@ -235,8 +220,6 @@ def run_ingest(
             lineage.objects(settings, "raw"),
             *lineage.tables(settings, "tracks", "ingest_runs", "ingest_rejections"),
         )
-    if result.changed or cache_updates:
-        _write(eng, result, rows, current, cache_updates)
     discard(store, run_prefix("ingest", run_id))
     log.info(
         "ingest %s: %d new, %d changed, %d unchanged, %d quarantined, %d rejected, "
@@ -250,6 +233,55 @@ def run_ingest(
         result.files_uploaded,
     )
     return result
+
+
+def _write_shard(conn, store: ObjectStore, shard: dict, result: IngestResult) -> None:
+    """Upsert the shard's new and changed tracks and its files' hashes; count them in `result`."""
+    output = store.get_json(output_key(shard, "rows.json"))
+    result.files_uploaded += output["uploaded"]
+    stored = {
+        r.track_id: r
+        for r in conn.execute(STORED_TRACKS, {"ids": [row["track_id"] for row in output["rows"]]})
+    }
+    rows = []
+    for row in output["rows"]:
+        old = stored.get(row["track_id"])
+        if old is None:
+            result.tracks_new += 1
+        elif _same_content(old, row):
+            result.tracks_unchanged += 1
+            continue
+        else:
+            result.tracks_changed += 1
+        result.quarantined += row["status"] == "quarantined"
+        rows.append({**row, "metadata": json.dumps(row["metadata"])})
+    if rows:
+        conn.execute(UPSERT, rows)
+    cache = [{"p": p, "s": s, "m": m, "h": h} for p, (s, m, h) in output["cache"].items()]
+    if cache:
+        conn.execute(CACHE_FILES, cache)
+    log.info(
+        "ingest: shard %d written, %d of its %d tracks new or changed",
+        shard["index"],
+        len(rows),
+        len(output["rows"]),
+    )
+
+
+def _replace_rejections(conn, run_id: str, rejections: set) -> None:
+    # Rejections describe the landing zone as it is now; fixed items drop out.
+    conn.execute(sa.text("DELETE FROM ingest_rejections"))
+    if rejections:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ingest_rejections (run_id, subset, item, reason) "
+                "VALUES (:run_id, :subset, :item, :reason)"
+            ),
+            [
+                {"run_id": run_id, "subset": s, "item": i, "reason": r}
+                for s, i, r in sorted(rejections)
+            ],
+        )
 
 
 def _track_row(entry: TrackEntry, files: _FileStore, run_id: str) -> dict:
@@ -295,6 +327,17 @@ def _same_content(old, row: dict) -> bool:
     )
 
 
+STORED_TRACKS = sa.text(
+    "SELECT track_id, audio_sha256, lyrics_sha256, metadata FROM tracks WHERE track_id = ANY(:ids)"
+)
+
+SELECT_REJECTIONS = sa.text("SELECT subset, item, reason FROM ingest_rejections")
+
+CLAIM_RUN = sa.text(
+    "INSERT INTO ingest_runs (run_id, landing) VALUES (:run_id, :landing) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+
 RECORD_RUN = sa.text("""
 INSERT INTO ingest_runs (run_id, landing, files_seen, files_uploaded, tracks_new, tracks_changed,
     tracks_unchanged, rejected)
@@ -325,37 +368,8 @@ ON CONFLICT (track_id) DO UPDATE SET
     validate_run_id = NULL, updated_at = now()
 """)
 
-
-def _write(
-    eng: sa.Engine, result: IngestResult, rows: list[dict], rejections: set, cache_updates: dict
-) -> None:
-    """Everything this run learnt, in one transaction: a crash leaves the previous state."""
-    with eng.begin() as conn:
-        if result.changed:
-            conn.execute(RECORD_RUN, {k: v for k, v in asdict(result).items() if k != "rejections"})
-        if rows:
-            conn.execute(UPSERT, [{**r, "metadata": json.dumps(r["metadata"])} for r in rows])
-        if result.rejections_changed:
-            # Rejections describe the landing zone as it is now; fixed items drop out.
-            conn.execute(sa.text("DELETE FROM ingest_rejections"))
-            if rejections:
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO ingest_rejections (run_id, subset, item, reason) "
-                        "VALUES (:run_id, :subset, :item, :reason)"
-                    ),
-                    [
-                        {"run_id": result.run_id, "subset": s, "item": i, "reason": r}
-                        for s, i, r in sorted(rejections)
-                    ],
-                )
-        if cache_updates:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO landing_files (path, size_bytes, mtime_ns, sha256) "
-                    "VALUES (:p, :s, :m, :h) ON CONFLICT (path) DO UPDATE SET "
-                    "size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, "
-                    "sha256 = EXCLUDED.sha256"
-                ),
-                [{"p": p, "s": s, "m": m, "h": h} for p, (s, m, h) in cache_updates.items()],
-            )
+CACHE_FILES = sa.text(
+    "INSERT INTO landing_files (path, size_bytes, mtime_ns, sha256) "
+    "VALUES (:p, :s, :m, :h) ON CONFLICT (path) DO UPDATE SET "
+    "size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns, sha256 = EXCLUDED.sha256"
+)

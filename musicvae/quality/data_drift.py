@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
 
 from musicvae.quality.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("musicvae.quality.data_drift")
 
@@ -118,13 +122,14 @@ def _by_feature(profiles: list[dict]) -> dict[str, list]:
 # -- merge_validate: the batch's profiles against the champion's snapshot ------------------------
 
 
-def check_batch(conn, store, batch: list[dict], limits: Thresholds) -> DriftCheck | None:
-    """Feature drift of a batch's valid track profiles; None before there is a champion."""
+def check_batch(conn, store, batch: pd.DataFrame, limits: Thresholds) -> DriftCheck | None:
+    """Feature drift of a batch's valid tracks (their profiles' FEATURES columns); None before
+    there is a champion."""
     from musicvae.registry import versions
     from musicvae.registry.snapshots import load_snapshot
 
     champion = versions.champion(conn, required=False)
-    if champion is None or not batch:
+    if champion is None or batch.empty:
         return None
     ids = [t["track_id"] for t in load_snapshot(store, champion.snapshot_id)]
     reference = (
@@ -139,7 +144,9 @@ def check_batch(conn, store, batch: list[dict], limits: Thresholds) -> DriftChec
         snapshot_id=champion.snapshot_id,
         reference_tracks=len(reference),
         batch_tracks=len(batch),
-        features=compare(_by_feature(reference), _by_feature(batch), limits),
+        features=compare(
+            _by_feature(reference), {name: batch[name].tolist() for name in FEATURES}, limits
+        ),
     )
 
 

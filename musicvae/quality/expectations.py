@@ -153,6 +153,17 @@ def metadata_suite(subset: str, limits: Thresholds) -> list[tuple[object, str]]:
     return suite
 
 
+def columns(suite: list[tuple[object, str]]) -> list[str]:
+    """The columns a suite's expectations read, in order."""
+    names: list[str] = []
+    for expectation, _ in suite:
+        for attr in ("column", "column_A", "column_B"):
+            name = getattr(expectation, attr, None)
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
 def run_suites(
     batches: dict[str, tuple[pd.DataFrame, list[tuple[object, str]]]], docs_dir: Path
 ) -> list[Outcome]:

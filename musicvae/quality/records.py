@@ -1,9 +1,11 @@
 """A validation run's results in the catalogue, in one transaction: the run, its expectation
-results, each track's issues and profile, the drift check, and the tracks' new status."""
+results, the drift check, and each track's issues, profile and new status, written a shard of
+tracks at a time."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -19,10 +21,11 @@ if TYPE_CHECKING:
 def write_run(
     eng: sa.Engine,
     result: ValidationResult,
-    checks: list[TrackCheck],
     outcomes,
     drift: data_drift.DriftCheck | None,
+    shards: Iterable[list[TrackCheck]],
 ) -> None:
+    """`shards`: the checks of the run's tracks, a shard at a time."""
     with eng.begin() as conn:
         conn.execute(
             sa.text(
@@ -71,52 +74,55 @@ def write_run(
                 for o in outcomes
             ],
         )
-        ids = [c.track_id for c in checks]
-        conn.execute(
-            sa.text("DELETE FROM track_issues WHERE run_id = :r AND track_id = ANY(:ids)"),
-            {"r": result.run_id, "ids": ids},
-        )
-        issues = [
-            {"r": result.run_id, "t": c.track_id, "n": n, "s": s, "d": d}
-            for c in checks
-            for n, s, d in c.issues
-        ]
-        if issues:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO track_issues (run_id, track_id, check_name, severity, detail) "
-                    "VALUES (:r, :t, :n, :s, :d)"
-                ),
-                issues,
-            )
-        conn.execute(
-            sa.text(
-                "INSERT INTO track_profiles (track_id, audio_sha256, lyrics_sha256, profile, "
-                "run_id) "
-                "SELECT track_id, audio_sha256, lyrics_sha256, CAST(:p AS jsonb), :r FROM tracks "
-                "WHERE track_id = :t ON CONFLICT (track_id) DO UPDATE SET "
-                "audio_sha256 = EXCLUDED.audio_sha256, lyrics_sha256 = EXCLUDED.lyrics_sha256, "
-                "profile = EXCLUDED.profile, run_id = EXCLUDED.run_id"
-            ),
-            [{"p": json.dumps(c.profile), "r": result.run_id, "t": c.track_id} for c in checks],
-        )
         if drift is not None:
             data_drift.write_check(conn, result.run_id, drift)
-        if result.failure:
-            return  # a failed batch decides nothing about its tracks: they stay 'new'
-        # Only tracks still 'new' change: an ingest that re-opened a track meanwhile wins.
+        for checks in shards:
+            _write_tracks(conn, result, checks)
+
+
+def _write_tracks(conn, result: ValidationResult, checks: list[TrackCheck]) -> None:
+    conn.execute(
+        sa.text("DELETE FROM track_issues WHERE run_id = :r AND track_id = ANY(:ids)"),
+        {"r": result.run_id, "ids": [c.track_id for c in checks]},
+    )
+    issues = [
+        {"r": result.run_id, "t": c.track_id, "n": n, "s": s, "d": d}
+        for c in checks
+        for n, s, d in c.issues
+    ]
+    if issues:
         conn.execute(
             sa.text(
-                "UPDATE tracks SET status = :s, status_reason = :why, validate_run_id = :r, "
-                "updated_at = now() WHERE track_id = :t AND status = 'new'"
+                "INSERT INTO track_issues (run_id, track_id, check_name, severity, detail) "
+                "VALUES (:r, :t, :n, :s, :d)"
             ),
-            [
-                {
-                    "s": "valid" if c.valid else "quarantined",
-                    "why": c.reason,
-                    "r": result.run_id,
-                    "t": c.track_id,
-                }
-                for c in checks
-            ],
+            issues,
         )
+    conn.execute(
+        sa.text(
+            "INSERT INTO track_profiles (track_id, audio_sha256, lyrics_sha256, profile, run_id) "
+            "SELECT track_id, audio_sha256, lyrics_sha256, CAST(:p AS jsonb), :r FROM tracks "
+            "WHERE track_id = :t ON CONFLICT (track_id) DO UPDATE SET "
+            "audio_sha256 = EXCLUDED.audio_sha256, lyrics_sha256 = EXCLUDED.lyrics_sha256, "
+            "profile = EXCLUDED.profile, run_id = EXCLUDED.run_id"
+        ),
+        [{"p": json.dumps(c.profile), "r": result.run_id, "t": c.track_id} for c in checks],
+    )
+    if result.failure:
+        return  # a failed batch decides nothing about its tracks: they stay 'new'
+    # Only tracks still 'new' change: an ingest that re-opened a track meanwhile wins.
+    conn.execute(
+        sa.text(
+            "UPDATE tracks SET status = :s, status_reason = :why, validate_run_id = :r, "
+            "updated_at = now() WHERE track_id = :t AND status = 'new'"
+        ),
+        [
+            {
+                "s": "valid" if c.valid else "quarantined",
+                "why": c.reason,
+                "r": result.run_id,
+                "t": c.track_id,
+            }
+            for c in checks
+        ],
+    )

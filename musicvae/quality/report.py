@@ -1,5 +1,6 @@
 """The data-quality report of a validation run: one HTML page with the verdict, the drift
-against the training data, every expectation and every track."""
+against the training data, every expectation, and the tracks (all of them, or the first
+thousand of a larger batch, quarantined first)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def render_drift(drift: data_drift.DriftCheck | None) -> str:
 
 def render_report(
     result: ValidationResult,
-    checks: list[TrackCheck],
+    checks: list[TrackCheck],  # the tracks to list: all, or the first of a large batch
     outcomes,
     drift: data_drift.DriftCheck | None = None,
 ) -> str:
@@ -64,6 +65,12 @@ def render_report(
         for o in outcomes
     )
     run = html.escape(result.run_id)
+    listed = (
+        f"<p>The first {len(checks)} of {result.tracks_checked} tracks, quarantined first. Every "
+        f"track's issues are in the table track_issues (run_id = '{run}').</p>"
+        if len(checks) < result.tracks_checked
+        else ""
+    )
     verdict = (
         f"<p class=bad><b>FAILED as a batch:</b> {html.escape(result.failure)}. "
         "No track changed status.</p>"
@@ -79,4 +86,4 @@ def render_report(
 <h2>Against the training data</h2>{render_drift(drift) if not result.failure else ""}
 <h2>Expectations</h2><table><tr><th>suite</th><th>expectation</th><th>column</th>
 <th>severity</th><th>result</th><th>unexpected</th></tr>{expected}</table>
-<h2>Tracks</h2><table><tr><th>track</th><th>status</th><th>issues</th></tr>{rows}</table>"""
+<h2>Tracks</h2>{listed}<table><tr><th>track</th><th>status</th><th>issues</th></tr>{rows}</table>"""

@@ -11,16 +11,20 @@ is recorded as failed with its reason and report, and BatchValidationError is ra
 
 from __future__ import annotations
 
+import heapq
 import logging
 import mimetypes
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -72,20 +76,41 @@ NEW_TRACKS = sa.text(
 
 # A track whose audio (or lyrics) is byte for byte that of another track under another id is the
 # copy when that other track was validated before, or is new too but was seen first (then: has
-# the smaller track id). The original keeps its status.
-DUPLICATES = sa.text("""
-SELECT t.track_id, kind, min(o.track_id) AS other
+# the smaller track id). The original keeps its status. One join per kind, so that each is an
+# index lookup per track of the shard.
+_COPIES = """
+SELECT t.track_id, '{kind}' AS kind, min(o.track_id) AS other
 FROM tracks t
-CROSS JOIN LATERAL (VALUES ('audio'), ('lyrics')) AS k (kind)
 JOIN tracks o ON o.track_id <> t.track_id
-    AND ((kind = 'audio' AND t.audio_key IS NOT NULL AND o.audio_sha256 = t.audio_sha256
-          AND o.audio_song IS DISTINCT FROM t.audio_song)
-      OR (kind = 'lyrics' AND t.lyrics_key IS NOT NULL AND o.lyrics_sha256 = t.lyrics_sha256
-          AND o.lyric_song IS DISTINCT FROM t.lyric_song))
     AND (o.status <> 'new' OR (o.first_seen, o.track_id) < (t.first_seen, t.track_id))
-WHERE t.status = 'new'
-GROUP BY t.track_id, kind
-""")
+WHERE t.track_id = ANY(:ids) AND t.status = 'new'
+    AND t.{kind}_key IS NOT NULL AND o.{kind}_sha256 = t.{kind}_sha256
+    AND o.{song} IS DISTINCT FROM t.{song}
+GROUP BY t.track_id
+"""
+DUPLICATES = sa.text(
+    " UNION ALL ".join(
+        _COPIES.format(kind=kind, song=song)
+        for kind, song in (("audio", "audio_song"), ("lyrics", "lyric_song"))
+    )
+    + " ORDER BY 1, 2"
+)
+
+# The columns of each track the run keeps while it reads the shards: what the profile suite and
+# the drift check read. The rest of a profile is written shard by shard.
+FRAME_NUMERIC = ("sample_rate", *data_drift.FEATURES)
+FRAME_COLUMNS = (
+    "track_id",
+    "audio_decodable",
+    "digital_silence",
+    "lyrics_bom",
+    "pairing",
+    "expected_pairing",
+    "duplicate_of",
+    *FRAME_NUMERIC,
+)
+# The report lists this many tracks, quarantined first; track_issues holds every one.
+REPORT_TRACKS = 1000
 
 
 def known_profiles(conn, rows, silence_dbfs: float) -> dict:
@@ -112,9 +137,10 @@ def plan_validation(settings: Settings, run_id: str, size: int | None = None) ->
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
     db.migrate(eng)
+    size = size or shard_size()
     with eng.connect() as conn:
-        rows = [r._asdict() for r in conn.execute(NEW_TRACKS)]
-    shards = split(store, run_prefix("validation", run_id), rows, size or shard_size())
+        rows = conn.execution_options(yield_per=size).execute(NEW_TRACKS)  # a shard at a time
+        shards = split(store, run_prefix("validation", run_id), (r._asdict() for r in rows), size)
     lineage.read(lineage.table(settings, "tracks"))
     lineage.wrote(lineage.objects(settings, run_prefix("validation", run_id)))
     return shards
@@ -135,14 +161,6 @@ def profile_shard(settings: Settings, shard: dict, limits: Thresholds | None = N
     return shard
 
 
-def _gather(store: ObjectStore, shards: list[dict]) -> tuple[list, list[TrackCheck]]:
-    rows, checks = [], []
-    for shard in ordered(store, shards, "checks.json"):
-        rows += [SimpleNamespace(**r) for r in inputs(store, shard)]
-        checks += [TrackCheck(**c) for c in store.get_json(output_key(shard, "checks.json"))]
-    return rows, checks
-
-
 def run_validation(
     settings: Settings,
     run_id: str,
@@ -150,12 +168,16 @@ def run_validation(
     shards: list[dict] | None = None,
 ) -> ValidationResult:
     """Decide the batch from its profiled `shards` (the DAG's mapped tasks), or plan and
-    profile them here first (one process: the CLI and tests)."""
+    profile them here first (one process: the CLI and tests).
+
+    The shards are read twice, one at a time: first for the counts, the columns the suites read
+    and the tracks the report lists; then, once the batch is decided, to write each track. This
+    task never holds more than a shard's profiles."""
     limits = limits or load()
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
     # Importing Great Expectations takes seconds: in one process it runs while the tracks are
-    # decoded, here while their profiles are gathered and checked for duplicates.
+    # decoded, here while the shards are read.
     gx_import = threading.Thread(target=expectations.import_gx, daemon=True)
     profile_here = shards is None
     if profile_here:
@@ -164,37 +186,24 @@ def run_validation(
         gx_import.start()
     if profile_here:
         shards = [profile_shard(settings, s, limits) for s in shards]
-    rows, checks = _gather(store, shards)
+    shards = ordered(store, shards, "checks.json")  # all there, or nothing is decided
     result = ValidationResult(run_id)
-    if not rows:
+    if not any(s["n_items"] for s in shards):
         log.info("validate %s: no new tracks", run_id)
         discard(store, run_prefix("validation", run_id))
         return result
-    with eng.connect() as conn:
-        duplicates = conn.execute(DUPLICATES).all()
-    by_id = {c.track_id: c for c in checks}
-    for track_id, kind, other in duplicates:
-        if track_id not in by_id:
-            continue  # ingested after this run was planned: the next run sees it
-        check = by_id[track_id]
-        check.profile["duplicate_of"] = other
-        check.error(f"{kind}_duplicate", f"same {kind} content as {other}")
 
-    result.tracks_checked = len(checks)
-    result.tracks_valid = sum(c.valid for c in checks)
-    result.tracks_quarantined = result.tracks_checked - result.tracks_valid
-    result.tracks_profiled = sum(bool(c.profile.get("profiled")) for c in checks)
-    for c in checks:
-        for name, severity, _ in c.issues:
-            result.reasons[f"{severity}:{name}"] = result.reasons.get(f"{severity}:{name}", 0) + 1
-
-    subsets = sorted({r.subset for r in rows})
     with eng.connect() as conn:
-        batches = {"track_profiles": (profile_frame(checks), expectations.profile_suite(limits))}
-        for subset in subsets:
-            batches[f"metadata.{subset}"] = (
-                metadata_frame(conn, subset),
-                expectations.metadata_suite(subset, limits),
+        duplicates = _duplicates(conn, store, shards)
+    batch = _Batch.read(_checked(store, shards, duplicates), result)
+    prefix = f"reports/{run_prefix('validation', run_id)}"
+    with eng.connect() as conn:
+        suites = {"track_profiles": (batch.profiles, expectations.profile_suite(limits))}
+        for subset in sorted(batch.subsets):
+            suite = expectations.metadata_suite(subset, limits)
+            suites[f"metadata.{subset}"] = (
+                metadata_frame(conn, subset, expectations.columns(suite)),
+                suite,
             )
         previous = conn.execute(
             sa.text(
@@ -204,12 +213,10 @@ def run_validation(
             ),
             {"r": run_id},
         ).first()
-
-    prefix = f"reports/{run_prefix('validation', run_id)}"
     gx_import.join()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="musicvae-docs-") as docs:
-        outcomes = expectations.run_suites(batches, Path(docs))
+        outcomes = expectations.run_suites(suites, Path(docs))
         result.docs_key = f"{prefix}/docs/index.html"
         uploaded = _upload_folder(store, Path(docs), f"{prefix}/docs")
     log.info(
@@ -226,20 +233,20 @@ def run_validation(
     drift = None
     if not result.failure:  # a failed batch joins nothing, so it cannot drift anything
         with eng.connect() as conn:
-            valid = [c.profile for c in checks if c.valid]
-            drift = data_drift.check_batch(conn, store, valid, limits)
+            drift = data_drift.check_batch(conn, store, batch.profiles[batch.valid], limits)
         result.drifted_features = drift.drifted_features if drift else []
     result.report_key = f"{prefix}/index.html"
     result.report_url, result.docs_url = store.url(result.report_key), store.url(result.docs_key)
     store.put_json(
-        f"{prefix}/summary.json", {**result.as_dict(), "tracks": [asdict(c) for c in checks]}
+        f"{prefix}/summary.json",
+        {**result.as_dict(), "tracks": [asdict(c) for c in batch.listed]},
     )
     store.put_bytes(
         result.report_key,
-        render_report(result, checks, outcomes, drift).encode(),
+        render_report(result, batch.listed, outcomes, drift).encode(),
         "text/html; charset=utf-8",
     )
-    write_run(eng, result, checks, outcomes, drift)
+    write_run(eng, result, outcomes, drift, (s.checks for s in _checked(store, shards, duplicates)))
     discard(store, run_prefix("validation", run_id))
     lineage.read(
         lineage.objects(settings, run_prefix("validation", run_id)),
@@ -336,33 +343,97 @@ def batch_failure(
     return "; ".join(reasons) or None
 
 
+def _duplicates(conn, store: ObjectStore, shards: list[dict]) -> dict[str, list[tuple]]:
+    """The batch's copies of other tracks: track id -> [(kind, original)], looked up shard by
+    shard, once, so that both reads of the shards mark the same tracks."""
+    found: dict[str, list[tuple]] = {}
+    for shard in shards:
+        ids = [r["track_id"] for r in inputs(store, shard)]
+        for track_id, kind, other in conn.execute(DUPLICATES, {"ids": ids}):
+            found.setdefault(track_id, []).append((kind, other))
+    return found
+
+
+def _checked(store: ObjectStore, shards: list[dict], duplicates: dict) -> Iterator[_Shard]:
+    """Each shard's tracks and their checks, copies marked, one shard at a time."""
+    for shard in shards:
+        checks = [TrackCheck(**c) for c in store.get_json(output_key(shard, "checks.json"))]
+        for check in checks:
+            for kind, other in duplicates.get(check.track_id, ()):
+                check.profile["duplicate_of"] = other
+                check.error(f"{kind}_duplicate", f"same {kind} content as {other}")
+        yield _Shard(inputs(store, shard), checks)
+
+
+@dataclass
+class _Shard:
+    rows: list[dict]
+    checks: list[TrackCheck]
+
+
+@dataclass
+class _Batch:
+    """What the run keeps of the whole batch: its subsets, the suites' columns of every track
+    (`profiles`, and which are `valid`) and the tracks the report lists."""
+
+    subsets: set[str]
+    profiles: pd.DataFrame
+    valid: np.ndarray
+    listed: list[TrackCheck]
+
+    @classmethod
+    def read(cls, shards: Iterator[_Shard], result: ValidationResult) -> _Batch:
+        """Read the shards, counting their tracks into `result`."""
+        subsets, frames, valid, listed = set(), [], [], []
+        for shard in shards:
+            subsets |= {r["subset"] for r in shard.rows}
+            frames.append(profile_frame(shard.checks))
+            valid.append(np.array([c.valid for c in shard.checks], dtype=bool))
+            listed = heapq.nsmallest(
+                REPORT_TRACKS, listed + shard.checks, key=lambda c: (c.valid, c.track_id)
+            )
+            _count(result, shard.checks)
+        return cls(subsets, pd.concat(frames, ignore_index=True), np.concatenate(valid), listed)
+
+
+def _count(result: ValidationResult, checks: list[TrackCheck]) -> None:
+    result.tracks_checked += len(checks)
+    result.tracks_valid += sum(c.valid for c in checks)
+    result.tracks_quarantined = result.tracks_checked - result.tracks_valid
+    result.tracks_profiled += sum(bool(c.profile.get("profiled")) for c in checks)
+    for c in checks:
+        for name, severity, _ in c.issues:
+            result.reasons[f"{severity}:{name}"] = result.reasons.get(f"{severity}:{name}", 0) + 1
+
+
 def profile_frame(checks: list[TrackCheck]) -> pd.DataFrame:
-    columns = ["track_id", *AUDIO_FIELDS, *LYRICS_FIELDS, "pairing", "expected_pairing"]
+    """The suites' columns of these tracks (FRAME_COLUMNS), numbers as floats."""
     frame = pd.DataFrame(
-        [{"track_id": c.track_id, **c.profile} for c in checks], columns=[*columns, "duplicate_of"]
+        [{"track_id": c.track_id, **c.profile} for c in checks], columns=list(FRAME_COLUMNS)
     )
-    numeric = [
-        "sample_rate",
-        "duration_s",
-        "clipped_fraction",
-        "leading_silence_s",
-        "trailing_silence_s",
-        "lyrics_words",
-        "lyrics_chars",
-        "lyrics_garbage_ratio",
-    ]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    frame[list(FRAME_NUMERIC)] = frame[list(FRAME_NUMERIC)].apply(pd.to_numeric, errors="coerce")
+    for column in ("pairing", "expected_pairing"):
+        # A few distinct values, each parsed into its own string per track: share them.
+        frame[column] = frame[column].map(lambda v: sys.intern(v) if isinstance(v, str) else v)
     return frame
 
 
-def metadata_frame(conn, subset: str) -> pd.DataFrame:
-    """Every track of the subset, as its metadata row was read ('' counts as missing)."""
+def metadata_frame(conn, subset: str, columns: list[str]) -> pd.DataFrame:
+    """Every track of the subset, as its metadata row was read ('' counts as missing), in the
+    `columns` a suite reads; a column that no row has stays missing, as the suite must see."""
+    present = set(
+        conn.execute(
+            sa.text("SELECT DISTINCT jsonb_object_keys(metadata) FROM tracks WHERE subset = :s"),
+            {"s": subset},
+        ).scalars()
+    )
+    keys = [c for c in columns if c in present and c != "song_id"]
+    picked = "".join(f", metadata ->> :k{i}" for i in range(len(keys)))
     rows = conn.execute(
-        sa.text("SELECT song_id, metadata FROM tracks WHERE subset = :s ORDER BY song_id"),
-        {"s": subset},
+        sa.text(f"SELECT song_id{picked} FROM tracks WHERE subset = :s ORDER BY song_id"),
+        {"s": subset, **{f"k{i}": key for i, key in enumerate(keys)}},
     ).all()
-    frame = pd.DataFrame([{**meta, "song_id": song} for song, meta in rows])
-    return frame.replace({"": None})
+    return pd.DataFrame(rows, columns=["song_id", *keys]).replace({"": None})
 
 
 def _upload_folder(store: ObjectStore, folder: Path, prefix: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
@@ -36,6 +37,13 @@ SNAPSHOT_COLUMNS = (
 
 def valid_tracks(conn, unassigned_in_run: str | None = None) -> list[dict]:
     """The valid tracks as snapshot rows; only those without an assignment in a given run."""
+    return list(stream_valid_tracks(conn, unassigned_in_run))
+
+
+def stream_valid_tracks(
+    conn, unassigned_in_run: str | None = None, batch: int = 5000
+) -> Iterator[dict]:
+    """valid_tracks, read from a server-side cursor `batch` rows at a time."""
     sql = (
         f"SELECT {', '.join('t.' + c for c in SNAPSHOT_COLUMNS)} FROM tracks t "
         "WHERE t.status = 'valid'"
@@ -45,8 +53,11 @@ def valid_tracks(conn, unassigned_in_run: str | None = None) -> list[dict]:
             " AND NOT EXISTS (SELECT 1 FROM cluster_assignments a "
             "WHERE a.run_id = :r AND a.track_id = t.track_id)"
         )
-    rows = conn.execute(sa.text(sql + " ORDER BY t.track_id"), {"r": unassigned_in_run})
-    return [dict(zip(SNAPSHOT_COLUMNS, r, strict=True)) for r in rows]
+    rows = conn.execution_options(yield_per=batch).execute(
+        sa.text(sql + " ORDER BY t.track_id"), {"r": unassigned_in_run}
+    )
+    for r in rows:
+        yield dict(zip(SNAPSHOT_COLUMNS, r, strict=True))
 
 
 def take_snapshot(settings: Settings) -> dict:
