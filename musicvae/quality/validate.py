@@ -171,8 +171,8 @@ def run_validation(
     profile them here first (one process: the CLI and tests).
 
     The shards are read twice, one at a time: first for the counts, the columns the suites read
-    and the tracks the report lists; then, once the batch is decided, to write each track. This
-    task never holds more than a shard's profiles."""
+    (about 1 KB a track) and the tracks the report lists; then, once the batch is decided, to
+    write each track. No more than a shard's whole profiles are held at once."""
     limits = limits or load()
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
