@@ -41,7 +41,7 @@ def musicvae_retrain():
         from musicvae.retrain.steps import feature_shards
 
         with fail_fast():
-            return feature_shards(snap, shard_size())
+            return feature_shards(settings(), snap["snapshot_id"], shard_size())
 
     # The pretrained front end is a network too: it runs where the GPU is, a shard per task.
     @task(queue=TRAINING_QUEUE)
@@ -50,11 +50,7 @@ def musicvae_retrain():
 
         with fail_fast():
             return prepare_features(
-                settings(),
-                shard["snapshot_id"],
-                params["audio_frontend"],
-                shard["start"],
-                shard["stop"],
+                settings(), shard["snapshot_id"], params["audio_frontend"], shard=shard
             )
 
     @task(queue=TRAINING_QUEUE, pool=TRAINING_POOL)

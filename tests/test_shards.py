@@ -10,6 +10,7 @@ from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import embed, plan, read
 from musicvae.core import db
 from musicvae.core.errors import ShardMissingError
+from musicvae.core.shards import inputs
 from musicvae.core.storage import ObjectStore, sha256_bytes
 from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
@@ -162,7 +163,7 @@ def test_an_ingest_missing_a_shard_writes_nothing(settings, landing):
 
 
 def test_split_writes_shards_from_a_stream_and_at_least_one(settings):
-    from musicvae.core.shards import inputs, split
+    from musicvae.core.shards import split
 
     store = ObjectStore(settings)
     for n, sizes in ((10, [5, 5]), (11, [5, 5, 1]), (0, [0])):
@@ -190,6 +191,25 @@ def test_an_ingest_run_retried_after_it_landed_keeps_its_record(settings, landin
     with db.engine(settings.database_url).connect() as conn:
         run = conn.execute(sa.text("SELECT tracks_new FROM ingest_runs WHERE run_id = 'i'"))
         assert run.scalar_one() == first.tracks_new
+
+
+def test_feature_shards_cover_the_snapshot_and_each_task_reads_only_its_own(settings, landing):
+    from musicvae.registry.snapshots import load_snapshot, take_snapshot
+    from musicvae.retrain.steps import feature_shards, prepare_features
+
+    run_ingest(settings, "ingest", str(landing))
+    run_validation(settings, "validate")
+    snapshot = take_snapshot(settings)["snapshot_id"]
+    store = ObjectStore(settings)
+    tracks = load_snapshot(store, snapshot)
+    audio = [[t["audio_key"], t["audio_sha256"]] for t in tracks if t["audio_key"]]
+    shards = feature_shards(settings, snapshot, 7)
+    assert [pair for shard in shards for pair in inputs(store, shard)] == audio
+    assert len(shards) == -(-len(audio) // 7) > 2
+    done = [prepare_features(settings, snapshot, "mel", shard=shard) for shard in shards]
+    assert sum(d["computed"] for d in done) == len({sha for _, sha in audio})
+    assert prepare_features(settings, snapshot, "mel") == {"computed": 0, "cached": len(audio)}
+    assert feature_shards(settings, snapshot, 7) == shards  # a rerun plans the same shards
 
 
 def test_features_are_computed_once_per_content_whatever_the_shard(settings):

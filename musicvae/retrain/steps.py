@@ -18,6 +18,7 @@ import numpy as np
 from musicvae.core import db, lineage
 from musicvae.core.code_version import code_version
 from musicvae.core.config import Settings
+from musicvae.core.shards import inputs, split
 from musicvae.core.storage import ObjectStore
 from musicvae.model import frontends
 from musicvae.model.clustering import agreement, kmeans
@@ -76,26 +77,37 @@ class RetrainParams:
 # -- features ---------------------------------------------------------------------------------
 
 
-def feature_shards(snapshot: dict, size: int) -> list[dict]:
-    """The snapshot's tracks in slices of `size` (the snapshot is frozen, so a slice is too)."""
-    n = snapshot["n_tracks"]
-    return [
-        {"snapshot_id": snapshot["snapshot_id"], "start": start, "stop": min(start + size, n)}
-        for start in range(0, max(n, 1), size)
+def feature_shards(settings: Settings, snapshot_id: str, size: int) -> list[dict]:
+    """The snapshot's audio in shards of `size` tracks, written beside the snapshot, so that a
+    features task reads its own shard, not the whole snapshot. The snapshot is frozen, so its
+    shards are too: a rerun writes the same ones."""
+    store = ObjectStore(settings)
+    audio = [
+        [t["audio_key"], t["audio_sha256"]]
+        for t in load_snapshot(store, snapshot_id)
+        if t["audio_key"]
     ]
+    prefix = f"{snapshot_key(snapshot_id).removesuffix('.json')}.shards-{size}"
+    shards = split(store, prefix, audio, size, snapshot_id=snapshot_id)
+    lineage.read(lineage.objects(settings, snapshot_key(snapshot_id)))
+    lineage.wrote(lineage.objects(settings, prefix))
+    return shards
 
 
 def prepare_features(
     settings: Settings,
     snapshot_id: str,
     audio_frontend: str = frontends.DEFAULT,
-    start: int = 0,
-    stop: int | None = None,
+    shard: dict | None = None,
 ) -> dict:
-    """Cache the front end's features of the snapshot's tracks [start:stop] (all by default)."""
+    """Cache the front end's features of the snapshot's tracks: one of its `feature_shards`, or
+    all of them."""
     store = ObjectStore(settings)
-    tracks = load_snapshot(store, snapshot_id)[start:stop]
-    audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
+    if shard is None:
+        tracks = load_snapshot(store, snapshot_id)
+        audio = [(t["audio_key"], t["audio_sha256"]) for t in tracks if t["audio_key"]]
+    else:
+        audio = [tuple(pair) for pair in inputs(store, shard)]
     frontend = frontends.frontend(audio_frontend)
     computed = ensure_features(store, audio, frontend)
     lineage.read(
@@ -104,11 +116,10 @@ def prepare_features(
     lineage.wrote(lineage.objects(settings, f"features/{frontend.key()}"))
     lineage.facts(snapshot_id=snapshot_id)
     log.info(
-        "%s features for snapshot %s, tracks %d-%d: %d computed, %d cached",
+        "%s features for snapshot %s%s: %d computed, %d cached",
         audio_frontend,
         snapshot_id,
-        start,
-        start + len(tracks),
+        "" if shard is None else f", shard {shard['index']}",
         computed,
         len(audio) - computed,
     )
