@@ -33,7 +33,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.bench_features import log_to_console, machine_info
-from benchmarks.bench_scale import champion, fresh_settings, peak_rss_mb
+from benchmarks.bench_scale import champion, fresh_settings, peak_rss_mb, scale_stack
 from benchmarks.bench_workers import CACHE, catalogue
 from musicvae.catalogue.shards import plan
 from musicvae.core.config import shard_size
@@ -219,12 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     log_to_console()
-    stack = Stack(HERE / ".cache" / "stack-scale")
-    stack.up(airflow=False)
-    try:
+    with scale_stack() as stack:
         by_size = {n: reduces(stack, n) for n in sorted(args.tracks)}
-    finally:
-        stack.down()
     report = {
         "machine": machine_info(),
         "shard_size": shard_size(),

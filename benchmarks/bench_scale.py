@@ -24,7 +24,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -144,6 +146,17 @@ def timed_run(settings, run_id: str, shards: list[dict]) -> dict:
         return pool.submit(reduce, settings, run_id, shards).result()
 
 
+@contextmanager
+def scale_stack() -> Iterator[Stack]:
+    """PostgreSQL and the S3 server (no Airflow) under benchmarks/.cache/stack-scale."""
+    stack = Stack(HERE / ".cache" / "stack-scale")
+    stack.up(airflow=False)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
 def fresh_settings(stack: Stack, prefix: str):
     """The stack's settings for a new, migrated database and a new bucket."""
     name = f"{prefix}_{uuid.uuid4().hex[:6]}"
@@ -175,12 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     log_to_console()
-    stack = Stack(HERE / ".cache" / "stack-scale")
-    stack.up(airflow=False)
-    try:
+    with scale_stack() as stack:
         by_size = {n: weekly_runs(stack, n, args.dim) for n in sorted(args.tracks)}
-    finally:
-        stack.down()
     largest = max(by_size)
     runs = by_size[largest]
     report = {

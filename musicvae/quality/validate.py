@@ -197,6 +197,8 @@ def run_validation(
         duplicates = _duplicates(conn, store, shards)
     batch = _Batch.read(_checked(store, shards, duplicates), result)
     prefix = f"reports/{run_prefix('validation', run_id)}"
+    # The suites import GX too: two threads importing it at once can see a module half made.
+    gx_import.join()
     with eng.connect() as conn:
         suites = {"track_profiles": (batch.profiles, expectations.profile_suite(limits))}
         for subset in sorted(batch.subsets):
@@ -213,7 +215,6 @@ def run_validation(
             ),
             {"r": run_id},
         ).first()
-    gx_import.join()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="musicvae-docs-") as docs:
         outcomes = expectations.run_suites(suites, Path(docs))
