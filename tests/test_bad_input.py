@@ -12,7 +12,7 @@ from musicvae.core import db
 from musicvae.core.errors import BatchValidationError, MetadataSchemaError
 from musicvae.core.storage import ObjectStore
 from musicvae.ingest.run import run_ingest
-from musicvae.quality import validate
+from musicvae.quality import batch
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 from musicvae.ui.reports import docs_file, report_html
 
@@ -96,7 +96,7 @@ def test_in_shards_of_two_every_track_ends_the_same_and_the_report_lists_the_fir
 ):
     # The copies of other tracks are found whichever shard holds the original.
     root, _ = bad_catalogue
-    monkeypatch.setattr(validate, "REPORT_TRACKS", 3)
+    monkeypatch.setattr(batch, "REPORT_TRACKS", 3)
     ends = {}
     for size in (1000, 2):
         settings = new_settings()
