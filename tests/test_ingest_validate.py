@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from musicvae.core import db
 from musicvae.core.errors import BatchValidationError, ConfigurationError
 from musicvae.core.storage import ObjectStore
+from musicvae.ingest import run as ingest_run
 from musicvae.ingest.run import run_ingest
 from musicvae.quality.thresholds import load
 from musicvae.quality.validate import ValidationResult, batch_failure, run_validation
@@ -94,9 +95,13 @@ def test_an_empty_landing_zone_ingests_nothing_and_does_not_fail(settings, tmp_p
     assert list(ObjectStore(settings).list_keys("")) == []
 
 
-def test_a_file_missing_from_object_storage_is_uploaded_again(settings, landing):
+@pytest.mark.parametrize("objects_per_file", [10, 0], ids=["listed", "asked-per-file"])
+def test_a_file_missing_from_object_storage_is_uploaded_again(
+    settings, landing, monkeypatch, objects_per_file
+):
     # The landing zone is unchanged, so the hash cache vouches for every file; the object store
-    # still has to hold it.
+    # still has to hold it, whether the shard lists the store or asks about each file.
+    monkeypatch.setattr(ingest_run, "LIST_OBJECTS_PER_FILE", objects_per_file)
     run_ingest(settings, "ingest-1", str(landing))
     key = _rows(settings, "SELECT audio_key FROM tracks WHERE status = 'new' LIMIT 1")[0][0]
     store = ObjectStore(settings)
@@ -106,6 +111,20 @@ def test_a_file_missing_from_object_storage_is_uploaded_again(settings, landing)
 
     assert again.files_uploaded == 1 and not again.changed
     assert store.exists(key)
+
+
+def test_a_shard_lists_the_stored_objects_only_while_the_store_is_small(
+    settings, landing, monkeypatch
+):
+    run_ingest(settings, "ingest-1", str(landing))
+    store = ObjectStore(settings)
+    audio = {key for (key,) in _rows(settings, "SELECT audio_key FROM tracks") if key}
+    with db.engine(settings.database_url).connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM landing_files")).scalar_one()
+        assert audio and audio <= ingest_run._listed_objects(conn, store, stored)
+        assert ingest_run._listed_objects(conn, store, 0) is None
+        monkeypatch.setattr(ingest_run, "LIST_OBJECTS_PER_FILE", 0)
+        assert ingest_run._listed_objects(conn, store, stored) is None
 
 
 def test_a_changed_file_is_ingested_again_and_revalidated(settings, landing):
