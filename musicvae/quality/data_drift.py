@@ -179,8 +179,9 @@ def write_check(conn, run_id: str, check: DriftCheck) -> None:
 # -- catalogue_assign: how far from the clusters the batch's tracks land -------------------------
 
 
-def ood_threshold(conn, cluster_run_id: str, quantile: float) -> float | None:
-    """The distance to its centre that all but (1 - quantile) of the run's own tracks stay under."""
+def ood_threshold(conn, cluster_run_id: str, quantile: float) -> tuple[float, int] | None:
+    """The distance to its centre that all but (1 - quantile) of the run's own tracks stay under,
+    and how many tracks that is measured on."""
     distances = conn.execute(
         sa.text(
             "SELECT distance FROM cluster_assignments WHERE run_id = :r "
@@ -189,16 +190,28 @@ def ood_threshold(conn, cluster_run_id: str, quantile: float) -> float | None:
         {"r": cluster_run_id},
     ).scalars()
     distances = np.fromiter(distances, dtype=np.float64)
-    return float(np.quantile(distances, quantile)) if len(distances) else None
+    return (float(np.quantile(distances, quantile)), len(distances)) if len(distances) else None
+
+
+def chance_of_ood(far: int, batch: int, reference: int, quantile: float) -> float:
+    """The probability that `far` or more of `batch` tracks like the champion's own pass the
+    threshold by chance (a binomial tail). Measured on `reference` tracks the threshold is no
+    finer than their order statistics: a new track passes it with probability 1 / (reference + 1)
+    or more, so on a small catalogue a few tracks beyond it are noise, not drift."""
+    from scipy.stats import binom
+
+    rate = max(1.0 - quantile, 1.0 / (reference + 1))
+    return float(binom.sf(far - 1, batch, rate))
 
 
 def record_ood(
     conn, cluster_run_id: str, track_ids: list[str], distances: np.ndarray, limits: Thresholds
 ) -> dict[str, float]:
     """Out-of-distribution share of each validation run the tracks came from; {run: share}."""
-    threshold = ood_threshold(conn, cluster_run_id, limits.ood_quantile)
-    if threshold is None:
+    measured = ood_threshold(conn, cluster_run_id, limits.ood_quantile)
+    if measured is None:
         return {}
+    threshold, reference = measured
     runs = dict(
         conn.execute(
             sa.text(
@@ -213,30 +226,34 @@ def record_ood(
     for run_id in sorted(set(runs.values())):
         flags = [far[t] for t, r in runs.items() if r == run_id]
         shares[run_id] = float(np.mean(flags))
+        chance = chance_of_ood(sum(flags), len(flags), reference, limits.ood_quantile)
+        drifted = shares[run_id] > limits.max_ood_share and chance < limits.max_ood_pvalue
         conn.execute(
             sa.text(
                 "UPDATE drift_runs SET cluster_run_id = :c, ood_threshold = :t, "
                 "ood_tracks = :n, ood_share = :s, "
-                "drifted = cardinality(drifted_features) > 0 OR :s > :limit WHERE run_id = :r"
+                "drifted = cardinality(drifted_features) > 0 OR :drifted WHERE run_id = :r"
             ),
             {
                 "c": cluster_run_id,
                 "t": threshold,
                 "n": int(sum(flags)),
                 "s": shares[run_id],
-                "limit": limits.max_ood_share,
+                "drifted": drifted,
                 "r": run_id,
             },
         )
-        if shares[run_id] > limits.max_ood_share:
+        if drifted:
             log.warning(
                 "data drift: %d of the %d tracks of validation run %s lie farther from every "
-                "cluster centre than %.0f%% of the champion's tracks (%.0f%% > %.0f%%)",
+                "cluster centre than %.0f%% of the champion's tracks (%.0f%% > %.0f%%; by "
+                "chance p = %.2g)",
                 sum(flags),
                 len(flags),
                 run_id,
                 limits.ood_quantile * 100,
                 shares[run_id] * 100,
                 limits.max_ood_share * 100,
+                chance,
             )
     return shares

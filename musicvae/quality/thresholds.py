@@ -37,6 +37,7 @@ class Thresholds:
     min_drift_tracks: int
     ood_quantile: float
     max_ood_share: float
+    max_ood_pvalue: float
 
 
 # (section, key in the file) for each field whose file name differs from the field name.
@@ -57,7 +58,14 @@ _SECTIONS = {
     ),
     "metadata": ("required_columns", "min_genre_rate"),
     "batch": ("max_valid_fraction_drop", "min_tracks_for_collapse"),
-    "drift": ("max_psi", "max_ks_pvalue", "psi_bins", "ood_quantile", "max_ood_share"),
+    "drift": (
+        "max_psi",
+        "max_ks_pvalue",
+        "psi_bins",
+        "ood_quantile",
+        "max_ood_share",
+        "max_ood_pvalue",
+    ),
 }
 
 
