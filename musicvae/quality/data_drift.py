@@ -225,8 +225,9 @@ def record_ood(
     shares = {}
     for run_id in sorted(set(runs.values())):
         flags = [far[t] for t, r in runs.items() if r == run_id]
-        shares[run_id] = float(np.mean(flags))
-        chance = chance_of_ood(sum(flags), len(flags), reference, limits.ood_quantile)
+        far_tracks = int(sum(flags))
+        shares[run_id] = far_tracks / len(flags)
+        chance = chance_of_ood(far_tracks, len(flags), reference, limits.ood_quantile)
         drifted = shares[run_id] > limits.max_ood_share and chance < limits.max_ood_pvalue
         conn.execute(
             sa.text(
@@ -237,7 +238,7 @@ def record_ood(
             {
                 "c": cluster_run_id,
                 "t": threshold,
-                "n": int(sum(flags)),
+                "n": far_tracks,
                 "s": shares[run_id],
                 "drifted": drifted,
                 "r": run_id,
@@ -248,7 +249,7 @@ def record_ood(
                 "data drift: %d of the %d tracks of validation run %s lie farther from every "
                 "cluster centre than %.0f%% of the champion's tracks (%.0f%% > %.0f%%; by "
                 "chance p = %.2g)",
-                sum(flags),
+                far_tracks,
                 len(flags),
                 run_id,
                 limits.ood_quantile * 100,
