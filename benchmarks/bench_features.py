@@ -14,7 +14,7 @@ ours      `extract_mels` on 2 threads, as the pipeline's feature task runs it: o
           threads decode and the GPU computes the log-mels of the whole set.
 musicnn   the pretrained front end (`MusicnnFrontend.extract`, as the pipeline runs it): per
           clip, decode, resampling to 16 kHz, 96-band log-mel and the network on every 3 s
-          patch; the same threads on the CPU, the network on the GPU under bfloat16 on CUDA.
+          patch; the same threads on the CPU, the network on the GPU on CUDA.
           Not the same work as the mel paths: its figure is clips/s, decode included.
 
 Each path first runs once, untimed, on one clip (imports, numba/oneDNN warm-up, FFT plans), and
@@ -207,7 +207,7 @@ LABELS = {
     "ours": f"ours (CPU, {WORKERS} threads)",
     "ours_cuda": "ours (CUDA log-mel)",
     "musicnn": f"musicnn front end (CPU, {WORKERS} thr.)",
-    "musicnn_cuda": "musicnn front end (CUDA, bf16)",
+    "musicnn_cuda": "musicnn front end (CUDA)",
 }
 
 

@@ -157,12 +157,17 @@ class _FrequencyPooledConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # ReLU is monotone and inference batch norm a per-channel a * x + b, so the maximum over
         # frequency is a * ReLU(max) + b where a >= 0 and a * ReLU(min) + b where a < 0 (most
-        # trained a are): two reductions of the conv output instead of three passes over it,
-        # which took as long as the convolution itself.
-        y, bn = self.conv(x), self.bn
+        # trained a are). Filters with a < 0 are negated, which turns their min into a max: one
+        # max-pool over the conv output, which costs a fraction of the three passes it replaces.
+        bn = self.bn
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
-        extreme = torch.where((scale >= 0)[:, None], y.amax(dim=3), y.amin(dim=3)).relu()
+        sign = torch.where(scale >= 0, 1.0, -1.0)
+        weight = self.conv.weight * sign[:, None, None, None]
+        # Channels-last filters make oneDNN write a channels-last output, which it convolves
+        # faster and pools without a reorder.
+        y = F.conv2d(x, weight.to(memory_format=torch.channels_last), self.conv.bias * sign)
+        extreme = (F.max_pool2d(y, (1, y.shape[3]))[..., 0] * sign[:, None]).relu()
         return extreme * scale[:, None] + shift[:, None]
 
 
@@ -361,10 +366,6 @@ def load_network(model: str = "MSD_musicnn", device: str = "cpu") -> Musicnn:
 # -- features ---------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def patch_features(
     wave: np.ndarray, cfg: MusicnnConfig, device: str | torch.device = "cpu", batch: int = 64
 ) -> np.ndarray:
@@ -375,9 +376,8 @@ def patch_features(
         x = patches(log_mel(torch.from_numpy(wave).to(device), cfg), cfg)
         rows = []
         for start in range(0, len(x), batch):
-            with _autocast(device):
-                out = net(x[start : start + batch])
-            rows.append(torch.cat([out[name].float() for name in LAYERS], dim=1))
+            out = net(x[start : start + batch])
+            rows.append(torch.cat([out[name] for name in LAYERS], dim=1))
         return torch.cat(rows).cpu().numpy()
 
 
