@@ -91,6 +91,21 @@ def test_the_three_clips_sound_different_to_the_tagger():
     assert "electronic" in top
 
 
+def test_one_max_pool_equals_conv_relu_batch_norm_and_max_over_frequency():
+    """The front end's blocks pool once over filters negated where batch norm's scale is
+    negative; here half the scales are, in a block of random weights."""
+    torch.manual_seed(0)
+    block = musicnn._FrequencyPooledConv(8, (3, 5)).eval()
+    with torch.no_grad():
+        block.bn.weight.copy_(torch.linspace(-2, 2, 8))
+        block.bn.running_mean.uniform_(-1, 1)
+        block.bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 1, 20, 12)
+    with torch.inference_mode():
+        expected = block.bn(torch.relu(block.conv(x))).amax(dim=3)
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_patches_drop_the_partial_tail_and_repeat_a_short_clip():
     cfg = MusicnnConfig()
     mel = torch.arange(400 * 96, dtype=torch.float32).reshape(400, 96)
