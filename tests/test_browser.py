@@ -53,6 +53,7 @@ FORM_VALUES = {
 TRACKS = 12
 # A loaded CI machine can take many seconds to render a page of the React UI.
 UI_TIMEOUT_MS = 60_000
+REVIEW_READING_S = 15  # see the approval test
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +235,10 @@ def test_a_reviewer_approves_a_new_version_from_the_required_actions_tab(ui, pag
     conf = {**FORM_VALUES, "seed": 9, "require_approval": True, "promotion_margin": 1.0}
     run_id = client.trigger("musicvae_retrain", conf)
     client.wait_for_task("musicvae_retrain", run_id, "review", "awaiting_input")
+    # A reviewer reads before answering. An answer within seconds of the request, while the
+    # worker that paused the task is still exiting (5.3 s once in CI), races Airflow's
+    # scheduler: it takes the worker's exit for a crash, retries the task, and asks again.
+    time.sleep(REVIEW_READING_S)
     page.goto(
         f"{stack.api_url}/dags/musicvae_retrain/runs/{quote(run_id, safe='')}"
         "/tasks/review/required_actions"
