@@ -8,6 +8,7 @@ import pytest
 
 from musicvae.core.errors import CatalogueError
 from musicvae.core.lyrics import decode_lyrics
+from musicvae.ingest import merge
 from musicvae.ingest.landing import Landing
 from musicvae.ingest.merge import genre_label, scan
 
@@ -54,22 +55,23 @@ def test_reads_the_real_merge_metadata_with_its_quirks(tmp_path):
     (folder / "audio" / first.Quadrant / f"{first.Audio_Song}.mp3").write_bytes(b"x")
 
     [result] = _scan(Landing.open(str(tmp_path)))
+    entries = list(result.entries())
 
     # Every real id shape is accepted: no row is rejected for its id.
     assert result.rejections == []
-    assert len(result.entries) == 2000
-    assert {e.quadrant for e in result.entries} == {"Q1", "Q2", "Q3", "Q4"}
-    labels = Counter(e.genre for e in result.entries)
+    assert len(entries) == 2000
+    assert {e.quadrant for e in entries} == {"Q1", "Q2", "Q3", "Q4"}
+    labels = Counter(e.genre for e in entries)
     # The research code's label counts (LAYOUT.md): 69 genres, 12 songs without one.
     assert labels[None] == 12
     assert len(labels) - 1 == 69
     assert labels["Pop"] == 637 and labels["Country"] == 248 and labels["Electronic"] == 205
     # The one file on disk is paired; every other row is flagged as missing its audio.
-    paired = [e for e in result.entries if e.audio_path]
+    paired = [e for e in entries if e.audio_path]
     assert [e.song_id for e in paired] == [first.Audio_Song]
-    assert all("audio file missing" in e.problems for e in result.entries if not e.audio_path)
+    assert all("audio file missing" in e.problems for e in entries if not e.audio_path)
     # Titles with commas and quotes and mojibake artists survive the round trip untouched.
-    by_id = {e.song_id: e for e in result.entries}
+    by_id = {e.song_id: e for e in entries}
     for _, row in real.iterrows():
         assert by_id[row.Audio_Song].metadata["Title"] == row.Title
         assert by_id[row.Audio_Song].metadata["Artist"] == row.Artist
@@ -106,7 +108,7 @@ def test_pairs_files_and_reports_every_bad_row_and_file(tmp_path):
         "notes.docx": b"?",  # outside the layout
     }
     [result] = _scan(_landing(tmp_path, rows, files))
-    entries = {e.song_id: e for e in result.entries}
+    entries = {e.song_id: e for e in result.entries()}
     assert set(entries) == {"A001", "A002"}
     assert entries["A001"].audio_path == f"{BIMODAL}/audio/Q1/A001.mp3"
     assert entries["A001"].lyrics_path == f"{BIMODAL}/lyrics/Q1/L051.txt"
@@ -121,6 +123,46 @@ def test_pairs_files_and_reports_every_bad_row_and_file(tmp_path):
     assert not any(".DS_Store" in item for item in reasons)
 
 
+def test_metadata_read_a_few_rows_at_a_time_pairs_and_rejects_as_read_whole(tmp_path, monkeypatch):
+    rows = [_row(f"A{i:03d}", f"L{i:03d}", quadrant=f"Q{i % 4 + 1}") for i in range(1, 12)]
+    rows[7] = _row("A002", "L008")  # a duplicate of a row two chunks earlier
+    rows[9] = _row("A0x9", "L010")  # malformed
+    files = {
+        f"audio/Q{i % 4 + 1}/A{i:03d}.mp3": b"a" for i in range(1, 14)
+    }  # 12, 13 and the replaced 8, 10: no row
+    landing = _landing(tmp_path, rows, files)
+
+    def read(chunk_rows: int) -> tuple[list, list]:
+        monkeypatch.setattr(merge, "METADATA_CHUNK_ROWS", chunk_rows)
+        [result] = _scan(landing)
+        with pytest.raises(RuntimeError, match="read entries"):
+            result.rejections  # noqa: B018 - incomplete until every row has been read
+        entries = [(e.track_id, e.audio_path, e.lyrics_path, e.problems) for e in result.entries()]
+        return entries, result.rejections
+
+    whole, in_chunks = read(10_000), read(3)
+    assert in_chunks == whole
+    entries, rejections = in_chunks
+    assert len(entries) == 9 and all(
+        problems == ["lyrics file missing"] for *_, problems in entries
+    )
+    assert sorted(r.item for r in rejections) == [
+        "A002",
+        "A0x9",
+        *(f"{BIMODAL}/audio/{q}.mp3" for q in ("Q1/A008", "Q1/A012", "Q2/A013", "Q3/A010")),
+    ]
+
+
+def test_a_metadata_row_that_cannot_be_parsed_is_a_clear_error(tmp_path, monkeypatch):
+    landing = _landing(tmp_path, [_row(f"A{i:03d}", f"L{i:03d}") for i in range(1, 6)], {})
+    csv = tmp_path / BIMODAL / "merge_bimodal_balanced_metadata.csv"
+    csv.write_text(csv.read_text() + "A099,L099,Q1,Someone,Something,Pop,one,field,too many\n")
+    monkeypatch.setattr(merge, "METADATA_CHUNK_ROWS", 2)
+    [result] = _scan(landing)  # the header is fine
+    with pytest.raises(CatalogueError, match="merge_bimodal_balanced_metadata.csv: cannot parse"):
+        list(result.entries())
+
+
 def test_symlinks_are_never_followed(tmp_path):
     outside = tmp_path / "outside.mp3"
     outside.write_bytes(b"secret")
@@ -128,7 +170,8 @@ def test_symlinks_are_never_followed(tmp_path):
     (tmp_path / "land" / BIMODAL / "audio" / "Q1").mkdir(parents=True)
     (tmp_path / "land" / BIMODAL / "audio" / "Q1" / "A001.mp3").symlink_to(outside)
     [result] = _scan(landing)
-    assert result.entries[0].audio_path is None
+    [entry] = result.entries()
+    assert entry.audio_path is None
     assert landing.skipped_links == [f"{BIMODAL}/audio/Q1/A001.mp3"]
     with pytest.raises(CatalogueError, match="outside the landing zone"):
         landing.read("../outside.mp3")
@@ -153,7 +196,7 @@ def test_a_landing_zone_without_merge_folders_is_a_clear_error(tmp_path):
 
 
 def _entries(landing: Landing) -> list[tuple]:
-    return [(e.track_id, e.audio_path, e.lyrics_path) for s in _scan(landing) for e in s.entries]
+    return [(e.track_id, e.audio_path, e.lyrics_path) for s in _scan(landing) for e in s.entries()]
 
 
 def test_the_landing_may_be_one_subset_folder_itself_with_the_same_track_ids(tmp_path):
@@ -201,8 +244,8 @@ def test_audio_only_and_lyrics_only_subsets(tmp_path):
         )
         (tmp_path / folder / "Q3" / f"{song}{suffix}").write_bytes(b"x")
     results = {s.subset: s for s in _scan(Landing.open(str(tmp_path)))}
-    audio = results["audio_complete"].entries[0]
-    lyrics = results["lyrics_balanced"].entries[0]
+    [audio] = results["audio_complete"].entries()
+    [lyrics] = results["lyrics_balanced"].entries()
     assert (audio.audio_path, audio.lyrics_path, audio.track_id) == (
         "MERGE_Audio_Complete/Q3/A010.mp3",
         None,

@@ -210,10 +210,11 @@ def test_the_reader_accepts_every_row_and_pairs_it_with_its_mp3(built):
     out, _ = built
     landing = Landing.open(str(out))
     [result] = scan(landing, sorted(rel for rel, _ in landing.files()))
+    entries = list(result.entries())
     assert result.subset == "audio_complete"
     assert result.rejections == []
-    assert len(result.entries) == 4
-    for entry in result.entries:
+    assert len(entries) == 4
+    for entry in entries:
         assert entry.problems == []
         assert entry.audio_path == f"MERGE_Audio_Complete/Q1/{entry.song_id}.mp3"
         assert entry.metadata["Track"] == entry.song_id.split("-")[0]

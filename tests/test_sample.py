@@ -448,9 +448,10 @@ def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
     assert not (built.root / "lyrics").exists() and not (built.root / "audio").exists()
     landing = Landing.open(str(built.root))
     [subset] = scan(landing, sorted(rel for rel, _ in landing.files()))
+    entries = list(subset.entries())
     assert subset.subset == "audio_complete" and subset.rejections == []
-    assert len(subset.entries) == 8
-    assert all(e.audio_path and e.lyrics_path is None and not e.problems for e in subset.entries)
+    assert len(entries) == 8
+    assert all(e.audio_path and e.lyrics_path is None and not e.problems for e in entries)
     with pytest.raises(ValueError, match="defects need lyrics"):
         build_sample(tmp_path, tracks=8, defects=True, layout="audio_complete")
 

@@ -9,9 +9,10 @@ from musicvae.catalogue import recluster
 from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import embed, plan, read
 from musicvae.core import db
-from musicvae.core.errors import ShardMissingError
+from musicvae.core.errors import CatalogueError, ShardMissingError
 from musicvae.core.shards import inputs
 from musicvae.core.storage import ObjectStore, sha256_bytes
+from musicvae.ingest import merge
 from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 
@@ -152,6 +153,19 @@ def test_ingest_in_shards_writes_what_one_shard_writes(new_settings, landing):
     assert _tracks(many) == _tracks(one)
     # The shards were scratch: nothing of them is left beside the raw files.
     assert [k for k in ObjectStore(many).list_keys("") if not k.startswith("raw/")] == []
+
+
+def test_an_ingest_plan_whose_metadata_breaks_halfway_leaves_no_shards(
+    settings, landing, monkeypatch
+):
+    [csv] = landing.glob("MERGE_*/merge_*_metadata.csv")
+    width = len(csv.read_text().splitlines()[0].split(","))
+    csv.write_text(csv.read_text() + ",".join(["A999"] * (width + 2)) + "\n")
+    # Five rows parsed at a time: shards of five are written before the last chunk breaks.
+    monkeypatch.setattr(merge, "METADATA_CHUNK_ROWS", 5)
+    with pytest.raises(CatalogueError, match="cannot parse the metadata CSV"):
+        plan_ingest(settings, "i", str(landing), size=5)
+    assert list(ObjectStore(settings).list_keys("ingest/")) == []
 
 
 def test_an_ingest_missing_a_shard_writes_nothing(settings, landing):

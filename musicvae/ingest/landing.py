@@ -7,11 +7,14 @@ folder, so track ids are the same either way.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from musicvae.core.errors import CatalogueError
 
@@ -38,6 +41,11 @@ class Landing:
         raise NotImplementedError
 
     def read(self, rel: str) -> bytes:
+        with self.stream(rel) as f:
+            return f.read()
+
+    def stream(self, rel: str) -> AbstractContextManager[BinaryIO]:
+        """The file as a binary stream, read as it is consumed."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -114,11 +122,11 @@ class LocalLanding(Landing):
                 if Path(dirpath, name).is_symlink():
                     self.skipped_links.append(Path(dirpath, name).relative_to(self.root).as_posix())
 
-    def read(self, rel: str) -> bytes:
+    def stream(self, rel: str) -> AbstractContextManager[BinaryIO]:
         path = (self.root / rel).resolve()
         if not path.is_relative_to(self.root):
             raise CatalogueError(f"{rel!r} resolves outside the landing zone; refusing to read it")
-        return path.read_bytes()
+        return path.open("rb")
 
     def describe(self) -> str:
         return str(self.root)
@@ -141,10 +149,12 @@ class S3Landing(Landing):
             version = int(etag[:15], 16) if re.fullmatch(r"[0-9a-f]{15,}.*", etag) else 0
             yield rel, FileStat(obj.size, version)
 
-    def read(self, rel: str) -> bytes:
+    @contextmanager
+    def stream(self, rel: str) -> Iterator[BinaryIO]:
         response = self.client.get_object(self.bucket, self.prefix + rel)
+        response.auto_close = False  # else it reports itself closed at the end of the body
         try:
-            return response.read()
+            yield io.BufferedReader(response)
         finally:
             response.close()
             response.release_conn()
@@ -177,8 +187,8 @@ class SubsetFolderLanding(Landing):
             raise CatalogueError(f"{rel!r} is not in the landing zone's {self.folder} folder")
         return rel[len(self.folder) + 1 :]
 
-    def read(self, rel: str) -> bytes:
-        return self.inner.read(self._inner_rel(rel))
+    def stream(self, rel: str) -> AbstractContextManager[BinaryIO]:
+        return self.inner.stream(self._inner_rel(rel))
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -9,9 +9,9 @@ cannot use, why.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -75,33 +75,31 @@ class Rejection:
     reason: str
 
 
-@dataclass
-class SubsetScan:
-    subset: str
-    folder: str
-    entries: list[TrackEntry]
-    rejections: list[Rejection]
-
-
 def _subset_modalities(subset: str) -> tuple[bool, bool]:
     kind = subset.split("_")[0]
     return kind in ("audio", "bimodal"), kind in ("lyrics", "bimodal")
 
 
-def _read_metadata(data: bytes, where: str) -> pd.DataFrame:
+# Metadata rows parsed at a time: the ingest's plan holds one chunk of rows, not the release.
+METADATA_CHUNK_ROWS = 10_000
+
+
+def _read_metadata(landing: Landing, rel: str, header_only: bool = False) -> Iterator[pd.DataFrame]:
+    """The metadata CSV, streamed from the landing in chunks of METADATA_CHUNK_ROWS rows, or
+    only its (empty) header."""
     # Real MERGE CSVs mix encodings; undecodable bytes become U+FFFD instead of failing the batch.
+    options = {"dtype": str, "keep_default_na": False, "encoding_errors": "replace"}
     try:
-        df = pd.read_csv(
-            io.BytesIO(data),
-            dtype=str,
-            keep_default_na=False,
-            encoding="utf-8",
-            encoding_errors="replace",
-        )
+        with landing.stream(rel) as f:
+            if header_only:
+                chunks = iter([pd.read_csv(f, nrows=0, **options)])
+            else:
+                chunks = pd.read_csv(f, chunksize=METADATA_CHUNK_ROWS, **options)
+            for df in chunks:
+                df.columns = [c.strip().lstrip("\ufeff") for c in df.columns]
+                yield df
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as e:
-        raise CatalogueError(f"{where}: cannot parse the metadata CSV ({e})") from e
-    df.columns = [c.strip().lstrip("\ufeff") for c in df.columns]
-    return df
+        raise CatalogueError(f"{rel}: cannot parse the metadata CSV ({e})") from e
 
 
 def _metadata_file(folder: str, names: set[str], subset: str) -> str:
@@ -137,14 +135,15 @@ def _index_files(
 
 
 def scan(landing: Landing, rel_paths: list[str]) -> list[SubsetScan]:
-    """Pair metadata rows with files for every MERGE subset folder found in the landing zone.
+    """Every MERGE subset folder found in the landing zone, ready to pair its metadata rows
+    with its files. Each checks its metadata's header here, so a release missing a required
+    column fails before any of its tracks is handed on.
 
     An empty landing zone has nothing to pair yet (an hourly run before the first download
     lands); one that holds files but no MERGE folder is pointed at the wrong place.
     """
     if not rel_paths:
         return []
-    names = set(rel_paths)
     folders = sorted({p.split("/", 1)[0] for p in rel_paths if "/" in p} & set(SUBSETS))
     if not folders:
         raise CatalogueError(
@@ -153,84 +152,109 @@ def scan(landing: Landing, rel_paths: list[str]) -> list[SubsetScan]:
             "the folder that holds the unzipped MERGE_* folders, or at one of them."
         )
     return [
-        _scan_subset(landing, folder, sorted(p for p in names if p.startswith(folder + "/")))
+        SubsetScan(landing, folder, sorted(p for p in rel_paths if p.startswith(folder + "/")))
         for folder in folders
     ]
 
 
-def _scan_subset(landing: Landing, folder: str, paths: list[str]) -> SubsetScan:
-    subset = SUBSETS[folder]
-    has_audio, has_lyrics = _subset_modalities(subset)
-    bimodal = has_audio and has_lyrics
-    meta_path = _metadata_file(folder, set(paths), subset)
-    df = _read_metadata(landing.read(meta_path), meta_path)
-    id_cols = ["Audio_Song", "Lyric_Song"] if bimodal else ["Song"]
-    missing = [c for c in [*id_cols, "Quadrant"] if c not in df.columns]
-    if missing:
-        raise MetadataSchemaError(
-            f"{meta_path}: required column(s) {missing} missing, so no row can be paired with "
-            "its files; nothing was ingested. Restore the column from the MERGE release."
-        )
+class SubsetScan:
+    """One subset folder: its metadata rows paired with its files, a chunk of rows at a time.
 
-    audio_base = f"{folder}/audio" if bimodal else folder
-    lyrics_base = f"{folder}/lyrics" if bimodal else folder
-    audio_files, stray_a = (
-        _index_files(
-            [p for p in paths if p.startswith(audio_base + "/")], audio_base, AUDIO_SUFFIXES
-        )
-        if has_audio
-        else ({}, [])
-    )
-    lyric_files, stray_l = (
-        _index_files(
-            [p for p in paths if p.startswith(lyrics_base + "/")], lyrics_base, (LYRICS_SUFFIX,)
-        )
-        if has_lyrics
-        else ({}, [])
-    )
+    Only the folder's file index and the ids seen are held, so a release of any size streams
+    through `entries()`; `rejections` (rows and files that cannot be used, and why) is complete
+    once `entries()` has run to its end.
+    """
 
-    entries: list[TrackEntry] = []
-    rejections: list[Rejection] = []
-    seen: set[str] = set()
-    for row in df.to_dict("records"):
-        audio_id = (
-            row["Audio_Song"].strip() if bimodal else (row["Song"].strip() if has_audio else None)
+    def __init__(self, landing: Landing, folder: str, paths: list[str]):
+        self.landing, self.folder, self.subset = landing, folder, SUBSETS[folder]
+        self.has_audio, self.has_lyrics = _subset_modalities(self.subset)
+        self.bimodal = self.has_audio and self.has_lyrics
+        self.meta_path = _metadata_file(folder, set(paths), self.subset)
+        [header] = _read_metadata(landing, self.meta_path, header_only=True)
+        id_cols = ["Audio_Song", "Lyric_Song"] if self.bimodal else ["Song"]
+        missing = [c for c in [*id_cols, "Quadrant"] if c not in header.columns]
+        if missing:
+            raise MetadataSchemaError(
+                f"{self.meta_path}: required column(s) {missing} missing, so no row can be "
+                "paired with its files; nothing was ingested. Restore the column from the MERGE "
+                "release."
+            )
+        audio_base = f"{folder}/audio" if self.bimodal else folder
+        lyrics_base = f"{folder}/lyrics" if self.bimodal else folder
+        self.audio_files, stray_audio = _index_files(
+            [p for p in paths if self.has_audio and p.startswith(audio_base + "/")],
+            audio_base,
+            AUDIO_SUFFIXES,
         )
-        lyric_id = (
-            row["Lyric_Song"].strip() if bimodal else (row["Song"].strip() if has_lyrics else None)
+        self.lyric_files, stray_lyrics = _index_files(
+            [p for p in paths if self.has_lyrics and p.startswith(lyrics_base + "/")],
+            lyrics_base,
+            (LYRICS_SUFFIX,),
         )
-        song_id = audio_id if has_audio else lyric_id
+        elsewhere = [
+            p
+            for p in paths
+            if self.bimodal and not p.startswith((audio_base + "/", lyrics_base + "/"))
+        ]
+        # The metadata, av_values and tvt split CSVs are part of a release; hidden files are litter.
+        self.strays = [
+            rel
+            for rel in stray_audio + stray_lyrics + elsewhere
+            if not rel.endswith(".csv") and not PurePosixPath(rel).name.startswith(".")
+        ]
+        self._rejections: list[Rejection] | None = None
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        if self._rejections is None:
+            raise RuntimeError(f"{self.folder}: read entries() to its end before its rejections")
+        return self._rejections
+
+    def entries(self) -> Iterator[TrackEntry]:
+        rejections: list[Rejection] = []
+        seen: set[str] = set()
+        known_ids: set[str | None] = set()
+        for df in _read_metadata(self.landing, self.meta_path):
+            for row in df.to_dict("records"):
+                entry = self._entry(row, seen, rejections)
+                if entry is not None:
+                    known_ids.update((entry.audio_song, entry.lyric_song))
+                    yield entry
+        for files in (self.audio_files, self.lyric_files):
+            for file_id, rels in files.items():
+                if file_id not in known_ids:
+                    rejections.extend(
+                        Rejection(self.subset, rel, f"no metadata row for id {file_id!r}")
+                        for rel in rels
+                    )
+        rejections.extend(
+            Rejection(self.subset, rel, "file outside the MERGE layout") for rel in self.strays
+        )
+        self._rejections = rejections
+
+    def _entry(self, row: dict, seen: set[str], rejections: list[Rejection]) -> TrackEntry | None:
+        """The row as a track paired with its files, or None with the reason in `rejections`."""
+        if self.bimodal:
+            audio_id, lyric_id = row["Audio_Song"].strip(), row["Lyric_Song"].strip()
+        else:
+            song = row["Song"].strip()
+            audio_id, lyric_id = (song, None) if self.has_audio else (None, song)
+        song_id = audio_id if self.has_audio else lyric_id
         reason = _id_problem(audio_id, AUDIO_ID) or _id_problem(lyric_id, LYRIC_ID)
         if reason:
-            rejections.append(Rejection(subset, song_id or "<empty>", reason))
-            continue
+            rejections.append(Rejection(self.subset, song_id or "<empty>", reason))
+            return None
         if song_id in seen:
-            rejections.append(Rejection(subset, song_id, "duplicate metadata row for this id"))
-            continue
+            rejections.append(Rejection(self.subset, song_id, "duplicate metadata row for this id"))
+            return None
         seen.add(song_id)
         quadrant = row.get("Quadrant", "").strip() or None
-        entry = TrackEntry(subset, song_id, audio_id, lyric_id, quadrant, row)
-        if has_audio:
-            entry.audio_path = _pick(audio_files.get(audio_id, []), quadrant, entry, "audio")
-        if has_lyrics:
-            entry.lyrics_path = _pick(lyric_files.get(lyric_id, []), quadrant, entry, "lyrics")
-        entries.append(entry)
-
-    known_ids = {e.audio_song for e in entries} | {e.lyric_song for e in entries}
-    for files in (audio_files, lyric_files):
-        for file_id, rels in files.items():
-            if file_id not in known_ids:
-                rejections.extend(
-                    Rejection(subset, rel, f"no metadata row for id {file_id!r}") for rel in rels
-                )
-    elsewhere = [
-        p for p in paths if bimodal and not p.startswith((audio_base + "/", lyrics_base + "/"))
-    ]
-    for rel in stray_a + stray_l + elsewhere:
-        # The metadata, av_values and tvt split CSVs are part of a release; hidden files are litter.
-        if not rel.endswith(".csv") and not PurePosixPath(rel).name.startswith("."):
-            rejections.append(Rejection(subset, rel, "file outside the MERGE layout"))
-    return SubsetScan(subset, folder, entries, rejections)
+        entry = TrackEntry(self.subset, song_id, audio_id, lyric_id, quadrant, row)
+        if self.has_audio:
+            entry.audio_path = _pick(self.audio_files.get(audio_id, []), quadrant, entry, "audio")
+        if self.has_lyrics:
+            entry.lyrics_path = _pick(self.lyric_files.get(lyric_id, []), quadrant, entry, "lyrics")
+        return entry
 
 
 def _id_problem(value: str | None, pattern: re.Pattern) -> str | None:

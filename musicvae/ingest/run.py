@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from musicvae.core import db, lineage
 from musicvae.core.config import Settings, shard_size
+from musicvae.core.errors import CatalogueError
 from musicvae.core.shards import discard, inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore, content_key, sha256_bytes
 from musicvae.ingest.landing import FileStat, Landing
@@ -126,12 +127,27 @@ def plan_ingest(
     source = Landing.open(location, store)
     stats = dict(source.files())
     scans = scan(source, sorted(stats))
+    prefix = run_prefix("ingest", run_id)
+    items = (  # streamed from the metadata into the shards, one shard held at a time
+        {
+            "entry": asdict(e),
+            "stats": {
+                p: [stats[p].size, stats[p].version] for p in (e.audio_path, e.lyrics_path) if p
+            },
+        }
+        for s in scans
+        for e in s.entries()
+    )
+    try:
+        shards = split(store, prefix, items, size or shard_size(), landing=location, run_id=run_id)
+    except CatalogueError:
+        discard(store, prefix)  # a metadata file unreadable halfway leaves no shards behind
+        raise
     rejections = [r for s in scans for r in s.rejections]
     rejections += [
         Rejection("-", rel, "symbolic link, not followed")
         for rel in getattr(source, "skipped_links", [])
     ]
-    prefix = run_prefix("ingest", run_id)
     store.put_json(
         f"{prefix}/plan.json",
         {
@@ -140,17 +156,6 @@ def plan_ingest(
             "rejections": [asdict(r) for r in rejections],
         },
     )
-    items = (  # made as each shard is written: the layout is held once, not twice
-        {
-            "entry": asdict(e),
-            "stats": {
-                p: [stats[p].size, stats[p].version] for p in (e.audio_path, e.lyrics_path) if p
-            },
-        }
-        for s in scans
-        for e in s.entries
-    )
-    shards = split(store, prefix, items, size or shard_size(), landing=location, run_id=run_id)
     lineage.read(lineage.landing(location))
     lineage.wrote(lineage.objects(settings, prefix))
     return shards
