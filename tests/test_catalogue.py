@@ -127,9 +127,8 @@ def test_metadata_read_a_few_rows_at_a_time_pairs_and_rejects_as_read_whole(tmp_
     rows = [_row(f"A{i:03d}", f"L{i:03d}", quadrant=f"Q{i % 4 + 1}") for i in range(1, 12)]
     rows[7] = _row("A002", "L008")  # a duplicate of a row two chunks earlier
     rows[9] = _row("A0x9", "L010")  # malformed
-    files = {
-        f"audio/Q{i % 4 + 1}/A{i:03d}.mp3": b"a" for i in range(1, 14)
-    }  # 12, 13 and the replaced 8, 10: no row
+    # Files 12 and 13, and those of the replaced rows 8 and 10, have no row.
+    files = {f"audio/Q{i % 4 + 1}/A{i:03d}.mp3": b"a" for i in range(1, 14)}
     landing = _landing(tmp_path, rows, files)
 
     def read(chunk_rows: int) -> tuple[list, list]:
