@@ -133,6 +133,11 @@ def test_expectation_results_and_data_docs_are_published(settings, bad_catalogue
     assert run.status == "passed"
     index, media = docs_file(settings, "validate", "index.html")
     assert media == "text/html" and b"track_profiles" in index
+    # The suites ran on PostgreSQL: its credentials stay out of the published pages.
+    password = sa.engine.make_url(settings.database_url).password.encode()
+    store = ObjectStore(settings)
+    pages = list(store.list_keys(run.docs_key.rsplit("/", 1)[0]))
+    assert len(pages) > 3 and not any(password in store.get_bytes(k) for k in pages)
     page = report_html(settings, None, "runs/{run}/")
     assert "<base href='runs/validate/'>" in page and "docs/index.html" in page
 

@@ -10,10 +10,12 @@ from musicvae.catalogue.recluster import run_recluster
 from musicvae.catalogue.shards import embed, plan, read
 from musicvae.core import db
 from musicvae.core.errors import CatalogueError, ShardMissingError
-from musicvae.core.shards import inputs
+from musicvae.core.shards import inputs, output_key
 from musicvae.core.storage import ObjectStore, sha256_bytes
 from musicvae.ingest import merge
 from musicvae.ingest.run import plan_ingest, run_ingest, upload_shard
+from musicvae.quality import staging
+from musicvae.quality.profiles import TrackCheck
 from musicvae.quality.validate import plan_validation, profile_shard, run_validation
 
 from .champion import train_champion
@@ -117,6 +119,48 @@ def test_validation_in_shards_decides_as_in_one(new_settings, landing):
         results[1000].pop(key), results[4].pop(key)
     assert results[4] == results[1000] and results[4]["tracks_checked"] == 26
     assert _statuses(many) == _statuses(one)
+    # The suites saw the whole batch, not a shard of it.
+    assert _expectations(many) == _expectations(one)
+    assert ("track_profiles", "expect_column_values_to_be_unique", 26) in _expectations(many)
+
+
+def _expectations(settings, run_id: str = "validate") -> list[tuple]:
+    with db.engine(settings.database_url).connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT suite, expectation, element_count FROM expectation_results "
+                "WHERE run_id = :r ORDER BY suite, position"
+            ),
+            {"r": run_id},
+        ).all()
+
+
+def test_a_retried_validation_replaces_what_an_interrupted_try_staged(settings, landing):
+    run_ingest(settings, "ingest", str(landing))
+    run = "manual__2026-12-07T04:00:00+00:00"  # colons and a plus, as Airflow names runs
+    shards = [profile_shard(settings, s) for s in plan_validation(settings, run, size=10)]
+    first = ObjectStore(settings).get_json(output_key(shards[0], "checks.json"))
+    eng = db.engine(settings.database_url)
+    with eng.begin() as conn:
+        # An interrupted try staged its first shard; a run abandoned long ago left a row.
+        staging.stage(conn, run, [TrackCheck(**c) for c in first])
+        staging.stage(conn, "abandoned", [TrackCheck("T1")])
+        conn.execute(
+            sa.text(
+                "UPDATE validation_staging SET staged_at = now() - interval '8 days' "
+                "WHERE run_id = 'abandoned'"
+            )
+        )
+    result = run_validation(settings, run, shards=shards)
+    assert result.status == "passed" and result.tracks_checked == 26
+    assert ("track_profiles", "expect_column_values_to_be_unique", 26) in _expectations(
+        settings, run
+    )
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM validation_staging")).scalar() == 0
+        # The views the suites read are gone with the run.
+        views = sa.inspect(conn).get_view_names()
+        assert "drift_features" in views and not [v for v in views if "validation" in v]
 
 
 def test_a_validation_run_missing_a_shard_changes_nothing(settings, landing):

@@ -1,22 +1,19 @@
 """The batch as validation's last task reads it: shard by shard, each track's copies of other
-tracks marked, keeping of the whole batch only its counts, the columns the suites and the drift
-check read, and the tracks the report lists."""
+tracks marked, keeping of the whole batch only its counts and the tracks the report lists; the
+columns the suites and the drift check read go to the database (musicvae.quality.staging)."""
 
 from __future__ import annotations
 
 import heapq
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 
 from musicvae.core.shards import inputs, output_key
 from musicvae.core.storage import ObjectStore
-from musicvae.quality import data_drift
+from musicvae.quality import staging
 from musicvae.quality.profiles import TrackCheck
 
 if TYPE_CHECKING:
@@ -44,19 +41,6 @@ DUPLICATES = sa.text(
     + " ORDER BY 1, 2"
 )
 
-# The columns of each track the run keeps while it reads the shards: what the profile suite and
-# the drift check read. The rest of a profile is written shard by shard.
-FRAME_NUMERIC = ("sample_rate", *data_drift.FEATURES)
-FRAME_COLUMNS = (
-    "track_id",
-    "audio_decodable",
-    "digital_silence",
-    "lyrics_bom",
-    "pairing",
-    "expected_pairing",
-    "duplicate_of",
-    *FRAME_NUMERIC,
-)
 # The report lists this many tracks, quarantined first; track_issues holds every one.
 REPORT_TRACKS = 1000
 
@@ -91,27 +75,25 @@ class Shard:
 
 @dataclass
 class Batch:
-    """What the run keeps of the whole batch: its subsets, the suites' columns of every track
-    (`profiles`, and which are `valid`) and the tracks the report lists."""
+    """What the run keeps of the whole batch: its subsets and the tracks the report lists."""
 
     subsets: set[str]
-    profiles: pd.DataFrame
-    valid: np.ndarray
     listed: list[TrackCheck]
 
     @classmethod
-    def read(cls, shards: Iterator[Shard], result: ValidationResult) -> Batch:
-        """Read the shards, counting their tracks into `result`."""
-        subsets, frames, valid, listed = set(), [], [], []
+    def stage(cls, conn, shards: Iterator[Shard], result: ValidationResult) -> Batch:
+        """Read the shards, counting their tracks into `result` and staging their columns for
+        the suites (in the caller's transaction, replacing what an earlier try staged)."""
+        subsets, listed = set(), []
+        staging.clear(conn, result.run_id)
         for shard in shards:
             subsets |= {r["subset"] for r in shard.rows}
-            frames.append(profile_frame(shard.checks))
-            valid.append(np.array([c.valid for c in shard.checks], dtype=bool))
+            staging.stage(conn, result.run_id, shard.checks)
             listed = heapq.nsmallest(
                 REPORT_TRACKS, listed + shard.checks, key=lambda c: (c.valid, c.track_id)
             )
             count(result, shard.checks)
-        return cls(subsets, pd.concat(frames, ignore_index=True), np.concatenate(valid), listed)
+        return cls(subsets, listed)
 
 
 def count(result: ValidationResult, checks: list[TrackCheck]) -> None:
@@ -122,33 +104,3 @@ def count(result: ValidationResult, checks: list[TrackCheck]) -> None:
     for c in checks:
         for name, severity, _ in c.issues:
             result.reasons[f"{severity}:{name}"] = result.reasons.get(f"{severity}:{name}", 0) + 1
-
-
-def profile_frame(checks: list[TrackCheck]) -> pd.DataFrame:
-    """The suites' columns of these tracks (FRAME_COLUMNS), numbers as floats."""
-    frame = pd.DataFrame(
-        [{"track_id": c.track_id, **c.profile} for c in checks], columns=list(FRAME_COLUMNS)
-    )
-    frame[list(FRAME_NUMERIC)] = frame[list(FRAME_NUMERIC)].apply(pd.to_numeric, errors="coerce")
-    for column in ("pairing", "expected_pairing"):
-        # A few distinct values, each parsed into its own string per track: share them.
-        frame[column] = frame[column].map(lambda v: sys.intern(v) if isinstance(v, str) else v)
-    return frame
-
-
-def metadata_frame(conn, subset: str, columns: list[str]) -> pd.DataFrame:
-    """Every track of the subset, as its metadata row was read ('' counts as missing), in the
-    `columns` a suite reads; a column that no row has stays missing, as the suite must see."""
-    present = set(
-        conn.execute(
-            sa.text("SELECT DISTINCT jsonb_object_keys(metadata) FROM tracks WHERE subset = :s"),
-            {"s": subset},
-        ).scalars()
-    )
-    keys = [c for c in columns if c in present and c != "song_id"]
-    picked = "".join(f", metadata ->> :k{i}" for i in range(len(keys)))
-    rows = conn.execute(
-        sa.text(f"SELECT song_id{picked} FROM tracks WHERE subset = :s ORDER BY song_id"),
-        {"s": subset, **{f"k{i}": key for i, key in enumerate(keys)}},
-    ).all()
-    return pd.DataFrame(rows, columns=["song_id", *keys]).replace({"": None})

@@ -15,15 +15,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
 
 from musicvae.quality.thresholds import Thresholds
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger("musicvae.quality.data_drift")
 
@@ -111,43 +107,59 @@ def compare(
 
 
 def _values(values) -> np.ndarray:
-    array = np.array([v for v in values if v is not None], dtype=np.float64)
+    array = np.asarray(values, dtype=np.float64)  # None becomes NaN
     return array[np.isfinite(array)]
-
-
-def _by_feature(profiles: list[dict]) -> dict[str, list]:
-    return {name: [p.get(name) for p in profiles] for name in FEATURES}
 
 
 # -- merge_validate: the batch's profiles against the champion's snapshot ------------------------
 
 
-def check_batch(conn, store, batch: pd.DataFrame, limits: Thresholds) -> DriftCheck | None:
-    """Feature drift of a batch's valid tracks (their profiles' FEATURES columns); None before
-    there is a champion."""
+def check_batch(conn, store, run_id: str, limits: Thresholds) -> DriftCheck | None:
+    """Feature drift of the valid tracks validation run `run_id` staged (musicvae.quality.staging);
+    None before there is a champion."""
     from musicvae.registry import versions
     from musicvae.registry.snapshots import load_snapshot
 
     champion = versions.champion(conn, required=False)
-    if champion is None or batch.empty:
+    if champion is None:
+        return None
+    batch = read_features(conn, _BATCH, {"r": run_id})
+    tracks = len(batch[FEATURES[0]])
+    if not tracks:
         return None
     ids = [t["track_id"] for t in load_snapshot(store, champion.snapshot_id)]
-    reference = (
-        conn.execute(
-            sa.text("SELECT profile FROM track_profiles WHERE track_id = ANY(:ids)"), {"ids": ids}
-        )
-        .scalars()
-        .all()
-    )
+    reference = read_features(conn, _REFERENCE, {"ids": ids})
     return DriftCheck(
         model_version=champion.version,
         snapshot_id=champion.snapshot_id,
-        reference_tracks=len(reference),
-        batch_tracks=len(batch),
-        features=compare(
-            _by_feature(reference), {name: batch[name].tolist() for name in FEATURES}, limits
-        ),
+        reference_tracks=len(reference[FEATURES[0]]),
+        batch_tracks=tracks,
+        features=compare(reference, batch, limits),
     )
+
+
+_BATCH = sa.text(
+    f"SELECT {', '.join(FEATURES)} FROM validation_staging WHERE run_id = :r AND valid"
+)
+# The features of the champion's tracks, as numbers (a profile's non-number is missing).
+_REFERENCE = sa.text(
+    "SELECT "
+    + ", ".join(
+        f"CASE WHEN jsonb_typeof(profile -> '{name}') = 'number' "
+        f"THEN (profile ->> '{name}')::float8 END"
+        for name in FEATURES
+    )
+    + " FROM track_profiles WHERE track_id = ANY(:ids)"
+)
+
+
+def read_features(conn, query, params: dict) -> dict[str, np.ndarray]:
+    """Each of FEATURES as float64 values (NaN where missing), from a `query` that selects them
+    in that order; rows are fetched a chunk at a time, so only the numbers are held."""
+    result = conn.execution_options(yield_per=20_000).execute(query, params)
+    parts = [np.array([tuple(r) for r in rows], dtype=np.float64) for rows in result.partitions()]
+    values = np.concatenate(parts) if parts else np.empty((0, len(FEATURES)))
+    return {name: values[:, i] for i, name in enumerate(FEATURES)}
 
 
 def write_check(conn, run_id: str, check: DriftCheck) -> None:

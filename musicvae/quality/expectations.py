@@ -5,8 +5,9 @@ suites look at the batch as a whole, give every run a Data Docs site users can r
 expectation for the expectation_results table. An expectation whose meta says
 severity 'critical' fails the whole run when it fails.
 
-GX runs in an ephemeral context: nothing is kept on disk but the Data Docs site, built into the
-folder the caller gives and uploaded by the caller.
+GX runs in an ephemeral context over views of the catalogue database, so the batch is
+validated where it is stored, not in this process's memory: nothing is kept on disk but the
+Data Docs site, built into the folder the caller gives and uploaded by the caller.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
 
 from musicvae.ingest.merge import AUDIO_ID, LYRIC_ID, QUADRANTS
 from musicvae.quality.thresholds import Thresholds
@@ -165,9 +164,10 @@ def columns(suite: list[tuple[object, str]]) -> list[str]:
 
 
 def run_suites(
-    batches: dict[str, tuple[pd.DataFrame, list[tuple[object, str]]]], docs_dir: Path
+    database_url: str, batches: dict[str, tuple[str, list[tuple[object, str]]]], docs_dir: Path
 ) -> list[Outcome]:
-    """Validate each named DataFrame against its expectations; build the Data Docs in docs_dir."""
+    """Validate each named table or view of the database against its expectations; build the
+    Data Docs in docs_dir."""
     gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -184,19 +184,26 @@ def run_suites(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    source = context.data_sources.add_pandas("musicvae")
+    source = context.data_sources.add_postgres("musicvae", connection_string=database_url)
     outcomes: list[Outcome] = []
-    for name, (frame, expectations) in batches.items():
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("batch")
+    for name, (table, expectations) in batches.items():
+        asset = source.add_table_asset(name, table_name=table)
         suite = context.suites.add(gx.ExpectationSuite(name=name))
         for expectation, severity in expectations:
             expectation.meta = {**(expectation.meta or {}), "severity": severity}
             suite.add_expectation(expectation)
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+            gx.ValidationDefinition(
+                name=name, data=asset.add_batch_definition_whole_table("batch"), suite=suite
+            )
         )
-        result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
-        outcomes += [_outcome(name, i, r) for i, r in enumerate(result.results)]
+        result = definition.run(result_format="SUMMARY")
+        # On SQL, GX returns the results grouped by the metrics they share, not in suite order.
+        position = {e.id: i for i, e in enumerate(suite.expectations)}
+        outcomes += sorted(
+            (_outcome(name, position[r.expectation_config.id], r) for r in result.results),
+            key=lambda o: o.position,
+        )
     context.build_data_docs(site_names=[DOCS_SITE])
     return outcomes
 

@@ -1,6 +1,6 @@
 """A validation run's results in the catalogue, in one transaction: the run, its expectation
 results, the drift check, and each track's issues, profile and new status, written a shard of
-tracks at a time."""
+tracks at a time; the rows it staged for its suites go in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from musicvae.quality import data_drift
+from musicvae.quality import data_drift, staging
 from musicvae.quality.profiles import TrackCheck
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def write_run(
             data_drift.write_check(conn, result.run_id, drift)
         for checks in shards:
             _write_tracks(conn, result, checks)
+        staging.clear(conn, result.run_id)
 
 
 def _write_tracks(conn, result: ValidationResult, checks: list[TrackCheck]) -> None:

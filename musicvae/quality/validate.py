@@ -28,8 +28,8 @@ from musicvae.core.config import Settings, shard_size
 from musicvae.core.errors import BatchValidationError
 from musicvae.core.shards import discard, inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore
-from musicvae.quality import data_drift, expectations
-from musicvae.quality.batch import Batch, checked, find_copies, metadata_frame
+from musicvae.quality import data_drift, expectations, staging
+from musicvae.quality.batch import Batch, checked, find_copies
 from musicvae.quality.profiles import AUDIO_FIELDS, LYRICS_FIELDS, TrackCheck, check_track
 from musicvae.quality.records import write_run
 from musicvae.quality.report import render_report
@@ -128,9 +128,10 @@ def run_validation(
     """Decide the batch from its profiled `shards` (the DAG's mapped tasks), or plan and
     profile them here first (one process: the CLI and tests).
 
-    The shards are read twice, one at a time: first for the counts, the columns the suites read
-    (about 1 KB a track) and the tracks the report lists; then, once the batch is decided, to
-    write each track. No more than a shard's whole profiles are held at once."""
+    The shards are read twice, one at a time: first for the counts and the tracks the report
+    lists, staging the columns the suites read in the database, where the suites run; then,
+    once the batch is decided, to write each track. No more than a shard's profiles are held at
+    once."""
     limits = limits or load()
     store = ObjectStore(settings)
     eng = db.engine(settings.database_url)
@@ -153,17 +154,18 @@ def run_validation(
 
     with eng.connect() as conn:
         copies = find_copies(conn, store, shards)
-    batch = Batch.read(checked(store, shards, copies), result)
+    with eng.begin() as conn:
+        batch = Batch.stage(conn, checked(store, shards, copies), result)
     prefix = f"reports/{run_prefix('validation', run_id)}"
     # The suites import GX too: two threads importing it at once can see a module half made.
     gx_import.join()
+    suites = {"track_profiles": expectations.profile_suite(limits)}
+    selects = {"track_profiles": staging.profiles(run_id)}
     with eng.connect() as conn:
-        suites = {"track_profiles": (batch.profiles, expectations.profile_suite(limits))}
         for subset in sorted(batch.subsets):
-            suite = expectations.metadata_suite(subset, limits)
-            suites[f"metadata.{subset}"] = (
-                metadata_frame(conn, subset, expectations.columns(suite)),
-                suite,
+            suites[f"metadata.{subset}"] = suite = expectations.metadata_suite(subset, limits)
+            selects[f"metadata.{subset}"] = staging.metadata(
+                conn, subset, expectations.columns(suite)
             )
         previous = conn.execute(
             sa.text(
@@ -175,7 +177,10 @@ def run_validation(
         ).first()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="musicvae-docs-") as docs:
-        outcomes = expectations.run_suites(suites, Path(docs))
+        with staging.views(eng, run_id, selects) as views:
+            outcomes = expectations.run_suites(
+                settings.database_url, {n: (views[n], suites[n]) for n in suites}, Path(docs)
+            )
         result.docs_key = f"{prefix}/docs/index.html"
         uploaded = _upload_folder(store, Path(docs), f"{prefix}/docs")
     log.info(
@@ -192,7 +197,7 @@ def run_validation(
     drift = None
     if not result.failure:  # a failed batch joins nothing, so it cannot drift anything
         with eng.connect() as conn:
-            drift = data_drift.check_batch(conn, store, batch.profiles[batch.valid], limits)
+            drift = data_drift.check_batch(conn, store, run_id, limits)
         result.drifted_features = drift.drifted_features if drift else []
     result.report_key = f"{prefix}/index.html"
     result.report_url, result.docs_url = store.url(result.report_key), store.url(result.docs_key)
