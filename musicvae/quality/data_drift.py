@@ -123,7 +123,7 @@ def check_batch(conn, store, run_id: str, limits: Thresholds) -> DriftCheck | No
     champion = versions.champion(conn, required=False)
     if champion is None:
         return None
-    batch = read_features(conn, _BATCH, {"r": run_id})
+    batch = read_features(conn, _staged_valid(), {"r": run_id})
     tracks = len(batch[FEATURES[0]])
     if not tracks:
         return None
@@ -138,9 +138,13 @@ def check_batch(conn, store, run_id: str, limits: Thresholds) -> DriftCheck | No
     )
 
 
-_BATCH = sa.text(
-    f"SELECT {', '.join(FEATURES)} FROM validation_staging WHERE run_id = :r AND valid"
-)
+def _staged_valid() -> sa.TextClause:
+    """The features of a run's staged valid tracks."""
+    from musicvae.quality.staging import TABLE  # staging reads FEATURES from here
+
+    return sa.text(f"SELECT {', '.join(FEATURES)} FROM {TABLE} WHERE run_id = :r AND valid")
+
+
 # The features of the champion's tracks, as numbers (a profile's non-number is missing).
 _REFERENCE = sa.text(
     "SELECT "
