@@ -52,6 +52,17 @@ def settings(new_settings):
     return new_settings()
 
 
+@pytest.fixture
+def scan(settings):
+    """Reads a landing zone's MERGE subsets as ingest's plan does, in a transaction held for
+    the test: the file list lives in its temporary tables."""
+    from musicvae.core import db
+    from musicvae.ingest.merge import Listing
+
+    with db.engine(settings.database_url).begin() as conn:
+        yield lambda landing: Listing(conn, landing).subsets()
+
+
 @pytest.fixture(scope="session")
 def sample_catalogue(tmp_path_factory):
     """A small MERGE-layout catalogue with the deliberate defects; built once, copied per use."""

@@ -11,7 +11,6 @@ from musicvae.assets import fail_fast
 from musicvae.core.config import Settings
 from musicvae.core.errors import BatchValidationError, ModelNotFoundError
 from musicvae.ingest.landing import Landing
-from musicvae.ingest.merge import scan
 from musicvae.registry.snapshots import NotEnoughDataError
 from musicvae.retrain.form import resolve
 
@@ -22,22 +21,20 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _not_a_merge_folder(tmp_path):
+def _not_a_merge_folder(tmp_path, scan):
     (tmp_path / "notes.txt").write_text("not MERGE")
-    landing = Landing.open(str(tmp_path))
-    scan(landing, [rel for rel, _ in landing.files()])
+    scan(Landing.open(str(tmp_path)))
 
 
-def _missing_column(tmp_path):
+def _missing_column(tmp_path, scan):
     folder = tmp_path / "MERGE_Audio_Complete"
     folder.mkdir()
     (folder / "merge_audio_complete_metadata.csv").write_text("Song,Genres\nA001,Pop\n")
-    landing = Landing.open(str(tmp_path))
-    scan(landing, [rel for rel, _ in landing.files()])
+    scan(Landing.open(str(tmp_path)))
 
 
 def _raise(error):
-    def go(_tmp_path):
+    def go(_tmp_path, _scan):
         raise error
 
     return go
@@ -46,8 +43,8 @@ def _raise(error):
 # Each raises the real error of its layer: the settings, the landing zone, the metadata schema,
 # the retrain form, and the kinds the stages raise for a failed batch or an empty catalogue.
 PERMANENT = {
-    "ConfigurationError: MUSICVAE_DATABASE_URL": lambda _: Settings.from_env({}),
-    "ConfigurationError: invalid retrain parameters": lambda _: resolve({"epochs": 0}),
+    "ConfigurationError: MUSICVAE_DATABASE_URL": lambda *_: Settings.from_env({}),
+    "ConfigurationError: invalid retrain parameters": lambda *_: resolve({"epochs": 0}),
     "CatalogueError: no MERGE subset folder": _not_a_merge_folder,
     "MetadataSchemaError: .*Quadrant": _missing_column,
     "BatchValidationError": _raise(BatchValidationError("no valid track")),
@@ -57,9 +54,9 @@ PERMANENT = {
 
 
 @pytest.mark.parametrize("expected", PERMANENT)
-def test_errors_a_retry_cannot_fix_fail_the_task_at_once(expected, tmp_path):
+def test_errors_a_retry_cannot_fix_fail_the_task_at_once(expected, tmp_path, scan):
     with pytest.raises(AirflowFailException, match=expected), fail_fast():
-        PERMANENT[expected](tmp_path)
+        PERMANENT[expected](tmp_path, scan)
 
 
 def test_server_errors_pass_through_and_keep_their_retries():

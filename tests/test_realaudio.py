@@ -27,7 +27,7 @@ from benchmarks.realaudio import (
     write_catalogue,
 )
 from musicvae.ingest.landing import Landing
-from musicvae.ingest.merge import AUDIO_ID, genre_label, scan
+from musicvae.ingest.merge import AUDIO_ID, genre_label
 
 
 @pytest.mark.parametrize("duration", [40.0, 45.0, 64.9, 70.0, 100.0, 101.0, 180.0, 600.0])
@@ -206,10 +206,10 @@ def test_write_catalogue_produces_the_merge_audio_only_layout(built):
     assert summary["totals"]["windows"] == 4 and summary["totals"]["tracks"] == 3
 
 
-def test_the_reader_accepts_every_row_and_pairs_it_with_its_mp3(built):
+def test_the_reader_accepts_every_row_and_pairs_it_with_its_mp3(built, scan):
     out, _ = built
     landing = Landing.open(str(out))
-    [result] = scan(landing, sorted(rel for rel, _ in landing.files()))
+    [result] = scan(landing)
     entries = list(result.entries())
     assert result.subset == "audio_complete"
     assert result.rejections == []

@@ -439,15 +439,14 @@ def test_dropping_defects_removes_their_files(tmp_path):
     assert len(read_metadata(clean.root)) == 4
 
 
-def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path):
+def test_the_audio_complete_layout_is_read_as_merge_audio_complete(tmp_path, scan):
     from musicvae.ingest.landing import Landing
-    from musicvae.ingest.merge import scan
 
     built = build_sample(tmp_path, tracks=8, seed=2, progress=False, layout="audio_complete")
     assert built.root.name == "MERGE_Audio_Complete"
     assert not (built.root / "lyrics").exists() and not (built.root / "audio").exists()
     landing = Landing.open(str(built.root))
-    [subset] = scan(landing, sorted(rel for rel, _ in landing.files()))
+    [subset] = scan(landing)
     entries = list(subset.entries())
     assert subset.subset == "audio_complete" and subset.rejections == []
     assert len(entries) == 8

@@ -107,20 +107,22 @@ class LocalLanding(Landing):
         self.skipped_links: list[str] = []
 
     def files(self) -> Iterator[tuple[str, FileStat]]:
-        # followlinks=False and the is_symlink check: a link could point outside the landing zone.
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath, name)
-                rel = path.relative_to(self.root).as_posix()
-                if path.is_symlink():
-                    self.skipped_links.append(rel)
-                    continue
-                st = path.stat()
-                yield rel, FileStat(st.st_size, st.st_mtime_ns)
-            for name in dirnames:
-                if Path(dirpath, name).is_symlink():
-                    self.skipped_links.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        # scandir streams a folder's entries where os.walk would hold its whole listing, and a
+        # release's quadrant folder holds its files by the ten thousand. Links are never
+        # followed: one could point outside the landing zone.
+        folders = [(self.root, "")]  # (folder, its path relative to the root)
+        while folders:
+            folder, prefix = folders.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_symlink():
+                        self.skipped_links.append(rel)
+                    elif entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, rel + "/"))
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        yield rel, FileStat(st.st_size, st.st_mtime_ns)
 
     def stream(self, rel: str) -> AbstractContextManager[BinaryIO]:
         path = (self.root / rel).resolve()

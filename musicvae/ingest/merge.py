@@ -5,10 +5,15 @@ A landing zone is a local folder or an `s3://bucket/prefix`, holding one or more
 subset folders (`MERGE_Audio_Complete/`, …, `MERGE_Bimodal_Balanced/`), or one subset folder
 itself. The reader pairs each metadata row with its files and says, for every row or file it
 cannot use, why.
+
+The file list goes to temporary tables of the caller's PostgreSQL transaction as it streams
+from the landing zone, and the metadata is read a chunk of rows at a time, each chunk paired
+with its files there: the reader holds a chunk, not the release, however large the release.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -16,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import pandas as pd
+import sqlalchemy as sa
 
+from musicvae.core.db import copy_rows
 from musicvae.core.errors import CatalogueError, MetadataSchemaError
-from musicvae.ingest.landing import SUBSETS, Landing
+from musicvae.ingest.landing import SUBSETS, FileStat, Landing
 
 log = logging.getLogger("musicvae.ingest.merge")
 
@@ -28,6 +35,9 @@ LYRICS_SUFFIX = ".txt"
 # Every id shape seen in real MERGE files: A001, A061-66, A106-123, MT0000008995 (L… for lyrics).
 AUDIO_ID = re.compile(r"^(?:A\d{3,4}(?:-\d{1,4})?|MT\d{10})$")
 LYRIC_ID = re.compile(r"^(?:L\d{3,4}(?:-\d{1,4})?|MT\d{10})$")
+# Metadata rows parsed, and listed files sent to PostgreSQL, at a time.
+METADATA_CHUNK_ROWS = 10_000
+LISTING_CHUNK_FILES = 20_000
 
 
 def genre_label(genres: str | None) -> str | None:
@@ -54,6 +64,8 @@ class TrackEntry:
     audio_path: str | None = None
     lyrics_path: str | None = None
     problems: list[str] = field(default_factory=list)
+    # Each paired file's [size, version] as the landing zone listed it.
+    stats: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def track_id(self) -> str:
@@ -80,8 +92,143 @@ def _subset_modalities(subset: str) -> tuple[bool, bool]:
     return kind in ("audio", "bimodal"), kind in ("lyrics", "bimodal")
 
 
-# Metadata rows parsed at a time: the ingest's plan holds one chunk of rows, not the release.
-METADATA_CHUNK_ROWS = 10_000
+def _place(folder: str, inside: str) -> tuple[str, str | None] | None:
+    """Where a file of a subset folder sits in the MERGE layout: ('audio' or 'lyrics', its id)
+    for a data file, ('stray', None) for a file outside the layout, None for what a release
+    holds beside its data (its CSVs) and for hidden files (OS litter)."""
+    name = PurePosixPath(inside).name
+    if name.startswith("."):
+        return None
+    has_audio, has_lyrics = _subset_modalities(SUBSETS[folder])
+    if has_audio and has_lyrics:  # bimodal folders hold audio/Q1..Q4 and lyrics/Q1..Q4
+        kind, _, inside = inside.partition("/")
+    else:
+        kind = "audio" if has_audio else "lyrics"
+    parts = inside.split("/")
+    suffixes = {"audio": AUDIO_SUFFIXES, "lyrics": (LYRICS_SUFFIX,)}.get(kind, ())
+    if len(parts) == 2 and parts[0] in QUADRANTS and PurePosixPath(name).suffix.lower() in suffixes:
+        return kind, PurePosixPath(name).stem
+    # The metadata, av_values and tvt split CSVs are part of a release.
+    return None if name.endswith(".csv") else ("stray", None)
+
+
+LISTED = ("rel", "size_bytes", "version", "folder", "kind", "file_id")
+TABLES = """
+DROP TABLE IF EXISTS pg_temp.landing_listing, pg_temp.landing_ids;
+CREATE TEMP TABLE landing_listing (rel text NOT NULL, size_bytes bigint NOT NULL,
+    version bigint NOT NULL, folder text NOT NULL, kind text NOT NULL, file_id text)
+    ON COMMIT DROP;
+-- Per subset folder, the song ids of the rows paired so far ('song') and their file ids ('file').
+CREATE TEMP TABLE landing_ids (folder text NOT NULL, role text NOT NULL, id text NOT NULL)
+    ON COMMIT DROP;
+CREATE INDEX ON landing_ids (folder, role, id);
+"""
+
+
+class Listing:
+    """A landing zone's files, listed into temporary tables of `conn`'s transaction (they go
+    with it) and placed in the MERGE layout as they stream by."""
+
+    def __init__(self, conn, landing: Landing):
+        self.conn, self.landing = conn, landing
+        self.files = 0
+        self.folders: set[str] = set()
+        self.present: set[str] = set()  # the subset folders' metadata CSVs
+        conn.execute(sa.text(TABLES))
+        listed = iter(landing.files())
+        while chunk := list(itertools.islice(listed, LISTING_CHUNK_FILES)):
+            self.files += len(chunk)
+            copy_rows(conn, "landing_listing", LISTED, filter(None, map(self._row, chunk)))
+        conn.execute(sa.text("CREATE INDEX ON landing_listing (folder, kind, file_id)"))
+        conn.execute(sa.text("ANALYZE landing_listing"))
+
+    def _row(self, item: tuple[str, FileStat]) -> tuple | None:
+        rel, stat = item
+        folder, _, inside = rel.partition("/")
+        if folder not in SUBSETS or not inside:
+            return None  # beside the MERGE folders: not a release's
+        self.folders.add(folder)
+        if inside == f"merge_{SUBSETS[folder]}_metadata.csv":
+            self.present.add(rel)
+        place = _place(folder, inside)
+        return None if place is None else (rel, stat.size, stat.version, folder, *place)
+
+    def subsets(self) -> list[SubsetScan]:
+        """Every MERGE subset folder found, ready to pair its metadata rows with its files. Each
+        checks its metadata's header here, so a release missing a required column fails before
+        any of its tracks is handed on.
+
+        An empty landing zone has nothing to pair yet (an hourly run before the first download
+        lands); one that holds files but no MERGE folder is pointed at the wrong place.
+        """
+        if self.files and not self.folders:
+            raise CatalogueError(
+                f"no MERGE subset folder ({', '.join(SUBSETS)}) in {self.landing.describe()}, "
+                "and it is not one itself (no merge_<subset>_metadata.csv in it). Point the "
+                "landing zone at the folder that holds the unzipped MERGE_* folders, or at one "
+                "of them."
+            )
+        return [SubsetScan(self, folder) for folder in sorted(self.folders)]
+
+    def files_of(self, folder: str, kind: str, ids: list[str]) -> dict[str, dict[str, list[int]]]:
+        """id -> {path: [size, version]} of the folder's `kind` files named by `ids`."""
+        found: dict[str, dict[str, list[int]]] = {}
+        for file_id, rel, size, version in self.conn.execute(
+            sa.text(
+                "SELECT file_id, rel, size_bytes, version FROM landing_listing "
+                "WHERE folder = :f AND kind = :k AND file_id = ANY(:ids) ORDER BY rel"
+            ),
+            {"f": folder, "k": kind, "ids": ids},
+        ):
+            found.setdefault(file_id, {})[rel] = [size, version]
+        return found
+
+    def known(self, folder: str, role: str, ids: list[str]) -> set[str]:
+        """Which of `ids` were remembered for the folder in `role`."""
+        return set(
+            self.conn.execute(
+                sa.text(
+                    "SELECT id FROM landing_ids WHERE folder = :f AND role = :r AND id = ANY(:ids)"
+                ),
+                {"f": folder, "r": role, "ids": ids},
+            ).scalars()
+        )
+
+    def remember(self, folder: str, entries: list[TrackEntry]) -> None:
+        """The entries' song ids (to find later duplicates) and file ids (to find orphans)."""
+        rows = [(folder, "song", e.song_id) for e in entries]
+        rows += [
+            (folder, "file", file_id)
+            for e in entries
+            for file_id in (e.audio_song, e.lyric_song)
+            if file_id
+        ]
+        copy_rows(self.conn, "landing_ids", ("folder", "role", "id"), rows)
+
+    def orphans(self, folder: str) -> list[tuple[str, str]]:
+        """(path, id) of the folder's data files that no remembered row names."""
+        return self.conn.execute(
+            sa.text(
+                "SELECT rel, file_id FROM landing_listing l WHERE folder = :f AND kind <> 'stray' "
+                "AND NOT EXISTS (SELECT FROM landing_ids i WHERE i.folder = :f "
+                "AND i.role = 'file' AND i.id = l.file_id) ORDER BY kind, rel"
+            ),
+            {"f": folder},
+        ).all()
+
+    def strays(self, folder: str) -> list[str]:
+        """The folder's files outside the MERGE layout."""
+        return (
+            self.conn.execute(
+                sa.text(
+                    "SELECT rel FROM landing_listing WHERE folder = :f AND kind = 'stray' "
+                    "ORDER BY rel"
+                ),
+                {"f": folder},
+            )
+            .scalars()
+            .all()
+        )
 
 
 def _read_metadata(landing: Landing, rel: str, header_only: bool = False) -> Iterator[pd.DataFrame]:
@@ -102,75 +249,24 @@ def _read_metadata(landing: Landing, rel: str, header_only: bool = False) -> Ite
         raise CatalogueError(f"{rel}: cannot parse the metadata CSV ({e})") from e
 
 
-def _metadata_file(folder: str, names: set[str], subset: str) -> str:
-    expected = f"{folder}/merge_{subset}_metadata.csv"
-    if expected in names:
-        return expected
-    raise CatalogueError(
-        f"{folder}: no merge_{subset}_metadata.csv found; a MERGE release folder holds its "
-        "metadata CSV next to the Q1..Q4 folders"
-    )
-
-
-def _index_files(
-    rel_paths: list[str], base: str, suffixes: tuple[str, ...]
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Map id (file stem) -> paths under base/Q1..Q4; also return stray files there."""
-    index: dict[str, list[str]] = {}
-    stray = []
-    for rel in rel_paths:
-        parts = PurePosixPath(rel).relative_to(base).parts
-        name = parts[-1]
-        if name.startswith("."):
-            continue  # .DS_Store and friends: OS litter, not data
-        if (
-            len(parts) == 2
-            and parts[0] in QUADRANTS
-            and PurePosixPath(name).suffix.lower() in suffixes
-        ):
-            index.setdefault(PurePosixPath(name).stem, []).append(rel)
-        else:
-            stray.append(rel)
-    return index, stray
-
-
-def scan(landing: Landing, rel_paths: list[str]) -> list[SubsetScan]:
-    """Every MERGE subset folder found in the landing zone, ready to pair its metadata rows
-    with its files. Each checks its metadata's header here, so a release missing a required
-    column fails before any of its tracks is handed on.
-
-    An empty landing zone has nothing to pair yet (an hourly run before the first download
-    lands); one that holds files but no MERGE folder is pointed at the wrong place.
-    """
-    if not rel_paths:
-        return []
-    folders = sorted({p.split("/", 1)[0] for p in rel_paths if "/" in p} & set(SUBSETS))
-    if not folders:
-        raise CatalogueError(
-            f"no MERGE subset folder ({', '.join(SUBSETS)}) in {landing.describe()}, and it is "
-            "not one itself (no merge_<subset>_metadata.csv in it). Point the landing zone at "
-            "the folder that holds the unzipped MERGE_* folders, or at one of them."
-        )
-    return [
-        SubsetScan(landing, folder, sorted(p for p in rel_paths if p.startswith(folder + "/")))
-        for folder in folders
-    ]
-
-
 class SubsetScan:
     """One subset folder: its metadata rows paired with its files, a chunk of rows at a time.
 
-    Only the folder's file index and the ids seen are held, so a release of any size streams
-    through `entries()`; `rejections` (rows and files that cannot be used, and why) is complete
-    once `entries()` has run to its end.
+    A release of any size streams through `entries()`; `rejections` (rows and files that cannot
+    be used, and why) is complete once `entries()` has run to its end.
     """
 
-    def __init__(self, landing: Landing, folder: str, paths: list[str]):
-        self.landing, self.folder, self.subset = landing, folder, SUBSETS[folder]
+    def __init__(self, listing: Listing, folder: str):
+        self.listing, self.folder, self.subset = listing, folder, SUBSETS[folder]
         self.has_audio, self.has_lyrics = _subset_modalities(self.subset)
         self.bimodal = self.has_audio and self.has_lyrics
-        self.meta_path = _metadata_file(folder, set(paths), self.subset)
-        [header] = _read_metadata(landing, self.meta_path, header_only=True)
+        self.meta_path = f"{folder}/merge_{self.subset}_metadata.csv"
+        if self.meta_path not in listing.present:
+            raise CatalogueError(
+                f"{folder}: no merge_{self.subset}_metadata.csv found; a MERGE release folder "
+                "holds its metadata CSV next to the Q1..Q4 folders"
+            )
+        [header] = _read_metadata(listing.landing, self.meta_path, header_only=True)
         id_cols = ["Audio_Song", "Lyric_Song"] if self.bimodal else ["Song"]
         missing = [c for c in [*id_cols, "Quadrant"] if c not in header.columns]
         if missing:
@@ -179,29 +275,6 @@ class SubsetScan:
                 "paired with its files; nothing was ingested. Restore the column from the MERGE "
                 "release."
             )
-        audio_base = f"{folder}/audio" if self.bimodal else folder
-        lyrics_base = f"{folder}/lyrics" if self.bimodal else folder
-        self.audio_files, stray_audio = _index_files(
-            [p for p in paths if self.has_audio and p.startswith(audio_base + "/")],
-            audio_base,
-            AUDIO_SUFFIXES,
-        )
-        self.lyric_files, stray_lyrics = _index_files(
-            [p for p in paths if self.has_lyrics and p.startswith(lyrics_base + "/")],
-            lyrics_base,
-            (LYRICS_SUFFIX,),
-        )
-        elsewhere = [
-            p
-            for p in paths
-            if self.bimodal and not p.startswith((audio_base + "/", lyrics_base + "/"))
-        ]
-        # The metadata, av_values and tvt split CSVs are part of a release; hidden files are litter.
-        self.strays = [
-            rel
-            for rel in stray_audio + stray_lyrics + elsewhere
-            if not rel.endswith(".csv") and not PurePosixPath(rel).name.startswith(".")
-        ]
         self._rejections: list[Rejection] | None = None
 
     @property
@@ -212,49 +285,54 @@ class SubsetScan:
 
     def entries(self) -> Iterator[TrackEntry]:
         rejections: list[Rejection] = []
-        seen: set[str] = set()
-        known_ids: set[str | None] = set()
-        for df in _read_metadata(self.landing, self.meta_path):
-            for row in df.to_dict("records"):
-                entry = self._entry(row, seen, rejections)
-                if entry is not None:
-                    known_ids.update((entry.audio_song, entry.lyric_song))
-                    yield entry
-        for files in (self.audio_files, self.lyric_files):
-            for file_id, rels in files.items():
-                if file_id not in known_ids:
-                    rejections.extend(
-                        Rejection(self.subset, rel, f"no metadata row for id {file_id!r}")
-                        for rel in rels
-                    )
-        rejections.extend(
-            Rejection(self.subset, rel, "file outside the MERGE layout") for rel in self.strays
-        )
+        for df in _read_metadata(self.listing.landing, self.meta_path):
+            entries = self._pair(df.to_dict("records"), rejections)
+            self.listing.remember(self.folder, entries)
+            yield from entries
+        rejections += [
+            Rejection(self.subset, rel, f"no metadata row for id {file_id!r}")
+            for rel, file_id in self.listing.orphans(self.folder)
+        ]
+        rejections += [
+            Rejection(self.subset, rel, "file outside the MERGE layout")
+            for rel in self.listing.strays(self.folder)
+        ]
         self._rejections = rejections
 
-    def _entry(self, row: dict, seen: set[str], rejections: list[Rejection]) -> TrackEntry | None:
-        """The row as a track paired with its files, or None with the reason in `rejections`."""
+    def _ids(self, row: dict) -> tuple[str | None, str | None]:
         if self.bimodal:
-            audio_id, lyric_id = row["Audio_Song"].strip(), row["Lyric_Song"].strip()
-        else:
-            song = row["Song"].strip()
-            audio_id, lyric_id = (song, None) if self.has_audio else (None, song)
-        song_id = audio_id if self.has_audio else lyric_id
-        reason = _id_problem(audio_id, AUDIO_ID) or _id_problem(lyric_id, LYRIC_ID)
-        if reason:
-            rejections.append(Rejection(self.subset, song_id or "<empty>", reason))
-            return None
-        if song_id in seen:
-            rejections.append(Rejection(self.subset, song_id, "duplicate metadata row for this id"))
-            return None
-        seen.add(song_id)
-        quadrant = row.get("Quadrant", "").strip() or None
-        entry = TrackEntry(self.subset, song_id, audio_id, lyric_id, quadrant, row)
-        if self.has_audio:
-            entry.audio_path = _pick(self.audio_files.get(audio_id, []), quadrant, entry, "audio")
-        if self.has_lyrics:
-            entry.lyrics_path = _pick(self.lyric_files.get(lyric_id, []), quadrant, entry, "lyrics")
-        return entry
+            return row["Audio_Song"].strip(), row["Lyric_Song"].strip()
+        song = row["Song"].strip()
+        return (song, None) if self.has_audio else (None, song)
+
+    def _pair(self, rows: list[dict], rejections: list[Rejection]) -> list[TrackEntry]:
+        """A chunk of rows as tracks paired with their files; a row that cannot be used goes to
+        `rejections` with the reason."""
+        ids = [self._ids(row) for row in rows]
+        songs = [a if self.has_audio else lyric for a, lyric in ids]
+        seen = self.listing.known(self.folder, "song", [s for s in songs if s])
+        audio = self.listing.files_of(self.folder, "audio", [a for a, _ in ids if a])
+        lyrics = self.listing.files_of(self.folder, "lyrics", [lyric for _, lyric in ids if lyric])
+        entries = []
+        for row, (audio_id, lyric_id), song_id in zip(rows, ids, songs, strict=True):
+            reason = _id_problem(audio_id, AUDIO_ID) or _id_problem(lyric_id, LYRIC_ID)
+            if reason:
+                rejections.append(Rejection(self.subset, song_id or "<empty>", reason))
+                continue
+            if song_id in seen:
+                rejections.append(
+                    Rejection(self.subset, song_id, "duplicate metadata row for this id")
+                )
+                continue
+            seen.add(song_id)
+            quadrant = row.get("Quadrant", "").strip() or None
+            entry = TrackEntry(self.subset, song_id, audio_id, lyric_id, quadrant, row)
+            if self.has_audio:
+                entry.audio_path = _pick(audio.get(audio_id, {}), quadrant, entry, "audio")
+            if self.has_lyrics:
+                entry.lyrics_path = _pick(lyrics.get(lyric_id, {}), quadrant, entry, "lyrics")
+            entries.append(entry)
+        return entries
 
 
 def _id_problem(value: str | None, pattern: re.Pattern) -> str | None:
@@ -269,7 +347,11 @@ def _id_problem(value: str | None, pattern: re.Pattern) -> str | None:
     return None
 
 
-def _pick(candidates: list[str], quadrant: str | None, entry: TrackEntry, what: str) -> str | None:
+def _pick(
+    candidates: dict[str, list[int]], quadrant: str | None, entry: TrackEntry, what: str
+) -> str | None:
+    """The one of the id's files (path -> [size, version]) the row pairs with, its stats noted
+    on the entry; or None with the problem noted."""
     if not candidates:
         entry.problems.append(f"{what} file missing")
         return None
@@ -277,4 +359,6 @@ def _pick(candidates: list[str], quadrant: str | None, entry: TrackEntry, what: 
     if len(candidates) > 1 and len(preferred) != 1:
         entry.problems.append(f"{what} file ambiguous: {', '.join(candidates)}")
         return None
-    return (preferred or candidates)[0]
+    path = (preferred or list(candidates))[0]
+    entry.stats[path] = candidates[path]
+    return path

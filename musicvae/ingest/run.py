@@ -22,7 +22,7 @@ from musicvae.core.errors import CatalogueError
 from musicvae.core.shards import discard, inputs, ordered, output_key, run_prefix, split
 from musicvae.core.storage import ObjectStore, content_key, sha256_bytes
 from musicvae.ingest.landing import FileStat, Landing
-from musicvae.ingest.merge import Rejection, TrackEntry, scan
+from musicvae.ingest.merge import Listing, Rejection, TrackEntry
 
 log = logging.getLogger("musicvae.ingest.run")
 # A shard's files are hashed and uploaded by this many threads: each file costs two S3 round
@@ -123,27 +123,24 @@ def plan_ingest(
     location = landing or settings.landing
     store = ObjectStore(settings)
     store.ensure_bucket()
-    db.migrate(db.engine(settings.database_url))
+    engine = db.engine(settings.database_url)
+    db.migrate(engine)
     source = Landing.open(location, store)
-    stats = dict(source.files())
-    scans = scan(source, sorted(stats))
     prefix = run_prefix("ingest", run_id)
-    items = (  # streamed from the metadata into the shards, one shard held at a time
-        {
-            "entry": asdict(e),
-            "stats": {
-                p: [stats[p].size, stats[p].version] for p in (e.audio_path, e.lyrics_path) if p
-            },
-        }
-        for s in scans
-        for e in s.entries()
-    )
-    try:
-        shards = split(store, prefix, items, size or shard_size(), landing=location, run_id=run_id)
-    except CatalogueError:
-        discard(store, prefix)  # a metadata file unreadable halfway leaves no shards behind
-        raise
-    rejections = [r for s in scans for r in s.rejections]
+    # The listing lives in temporary tables of this transaction, which writes nothing else.
+    with engine.begin() as conn:
+        listing = Listing(conn, source)
+        scans = listing.subsets()
+        # Streamed from the metadata into the shards, one shard held at a time.
+        items = (asdict(e) for s in scans for e in s.entries())
+        try:
+            shards = split(
+                store, prefix, items, size or shard_size(), landing=location, run_id=run_id
+            )
+        except CatalogueError:
+            discard(store, prefix)  # a metadata file unreadable halfway leaves no shards behind
+            raise
+        rejections = [r for s in scans for r in s.rejections]
     rejections += [
         Rejection("-", rel, "symbolic link, not followed")
         for rel in getattr(source, "skipped_links", [])
@@ -152,7 +149,7 @@ def plan_ingest(
         f"{prefix}/plan.json",
         {
             "landing": source.describe(),
-            "files_seen": len(stats),
+            "files_seen": listing.files,
             "rejections": [asdict(r) for r in rejections],
         },
     )
@@ -166,8 +163,8 @@ def upload_shard(settings: Settings, shard: dict) -> dict:
     the tracks' rows beside the shard; the catalogue is not touched."""
     store = ObjectStore(settings)
     source = Landing.open(shard["landing"], store)
-    items = inputs(store, shard)
-    stats = {rel: FileStat(*v) for item in items for rel, v in item["stats"].items()}
+    entries = [TrackEntry(**item) for item in inputs(store, shard)]
+    stats = {rel: FileStat(*v) for e in entries for rel, v in e.stats.items()}
     with db.engine(settings.database_url).connect() as conn:
         cache = {
             p: (s, v, h)
@@ -183,17 +180,15 @@ def upload_shard(settings: Settings, shard: dict) -> dict:
     files = _FileStore(source, store, stats, cache, listed)
     rows, started = [], time.monotonic()
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        done = pool.map(
-            lambda item: _track_row(TrackEntry(**item["entry"]), files, shard["run_id"]), items
-        )
+        done = pool.map(lambda entry: _track_row(entry, files, shard["run_id"]), entries)
         for i, row in enumerate(done, 1):
             rows.append(row)
-            if i % 500 == 0 or i == len(items):
+            if i % 500 == 0 or i == len(entries):
                 log.info(
                     "ingest shard %d: %d/%d tracks hashed (%.0f tracks/s), %d files uploaded",
                     shard["index"],
                     i,
-                    len(items),
+                    len(entries),
                     i / max(time.monotonic() - started, 1e-9),
                     files.uploaded,
                 )

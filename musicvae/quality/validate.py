@@ -23,6 +23,11 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
+# Imported here, not by the thread that imports Great Expectations (which imports it on its way):
+# SQLAlchemy's core reaches for it lazily on this thread's first query, and could find it half
+# made ("partially initialized module 'sqlalchemy.orm.exc'", seen in a benchmark run).
+import sqlalchemy.orm  # noqa: F401
+
 from musicvae.core import db, lineage
 from musicvae.core.config import Settings, shard_size
 from musicvae.core.errors import BatchValidationError
