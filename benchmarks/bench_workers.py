@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_workers [--tracks 100000] [--shard-size 5000] [--clip-seconds 4]
                                        [--frontend musicnn|mel] [--configs one-task 2-workers]
-                                       [--keep]
+                                       [--keep] [--no-retrain]
 
 A MERGE_Audio_Complete-shaped catalogue of `tracks` short clips is written once under
 benchmarks/.cache/workers-<N>/. Its audio is reused decoded content under distinct ids: 32 clips
@@ -22,6 +22,9 @@ one task            MUSICVAE_SHARD_SIZE above the catalogue: each stage is one t
 1 worker x 2 slots  shards of `shard_size` on one worker (the stack gives a lone worker two
                     task slots);
 2 workers x 1 slot  shards of `shard_size` on two workers, a slot each.
+
+`--no-retrain` stops after merge_ingest and what its Assets trigger: ingest and validation
+alone, in minutes where the front end would take most of an hour at 100,000 tracks.
 
 A stage's time is the wall clock from its first task's start to its last task's end (plan, the
 mapped shards and the reduce). Every process of each server is sampled for its resident memory
@@ -172,7 +175,7 @@ class MemorySampler(threading.Thread):
         }
 
 
-def stage_times(client: AirflowClient, since: str) -> dict[str, dict]:
+def stage_times(client: AirflowClient, since: str, stages: tuple[str, ...]) -> dict[str, dict]:
     """Each stage's window and wall clock (its first task's start to its last task's end), the
     summed run time of its mapped shard tasks, and the hostnames those ran on.
 
@@ -181,7 +184,8 @@ def stage_times(client: AirflowClient, since: str) -> dict[str, dict]:
     started just after the hour): that run then ingests the catalogue, and the triggered one,
     queued behind it, finds every file there already."""
     out = {}
-    for stage, (dag_id, task_ids) in STAGES.items():
+    for stage in stages:
+        dag_id, task_ids = STAGES[stage]
         candidates = [
             _run_times(client.task_instances(dag_id, run_id), task_ids)
             for run_id in client.runs_since(dag_id, since)
@@ -208,8 +212,9 @@ def _run_times(instances: list[dict], task_ids: tuple[str, ...]) -> dict:
     }
 
 
-def run_config(landing: Path, shard_size: int, workers: int, conf: dict) -> dict:
-    """One configuration on a fresh stack; its stage times and peak memory."""
+def run_config(landing: Path, shard_size: int, workers: int, conf: dict | None) -> dict:
+    """One configuration on a fresh stack; its stage times and peak memory. With `conf` None
+    no retrain runs: ingest and validation only."""
     stack_dir = CACHE / f"stack-workers-{workers}-{shard_size}"
     Stack(stack_dir).down()
     shutil.rmtree(stack_dir, ignore_errors=True)
@@ -225,7 +230,7 @@ def run_config(landing: Path, shard_size: int, workers: int, conf: dict) -> dict
         started = time.monotonic()
         runs = run_pipeline(client, conf, timeout=TIMEOUT_S).runs
         wall = time.monotonic() - started
-        stages = stage_times(client, since)
+        stages = stage_times(client, since, tuple(STAGES) if conf else ("ingest", "validate"))
     finally:
         memory = sampler.stop()
         stack.down()
@@ -311,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         help="report with the configurations an earlier run measured on this catalogue "
         "(its configs.json) that this one does not rerun: one configuration per invocation",
     )
+    p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="ingest and validation only (features and recluster need a retrain); reported "
+        "under pipeline_<tracks>_ingest_validate",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     log_to_console()
@@ -320,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         thresholds(work / "data_quality.toml", args.clip_seconds)
     )
     os.environ["MUSICVAE_INGEST_SCHEDULE"] = "manual"
-    conf = {"epochs": args.epochs, "seed": 0, "audio_frontend": args.frontend}
-    measured = work / "configs.json"
+    conf = (
+        None
+        if args.no_retrain
+        else {"epochs": args.epochs, "seed": 0, "audio_frontend": args.frontend}
+    )
+    measured = work / ("configs-ingest-validate.json" if args.no_retrain else "configs.json")
     configs = json.loads(measured.read_text()) if args.keep and measured.exists() else {}
     for name in args.configs:
         sharded, workers = CONFIGS[name]
@@ -332,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "tracks": args.tracks,
         "clip_seconds": args.clip_seconds,
-        "frontend": args.frontend,
+        "frontend": None if args.no_retrain else args.frontend,
         "configs": dict(sorted(configs.items(), key=lambda c: c[0] != ONE_TASK)),
         "machine": machine_info(),
     }
@@ -342,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             configs[ONE_TASK]["stages"], args.tracks, 1_000_000, (1, 2, 8, 32)
         )
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[f"pipeline_{args.tracks}"] = report
+    results[f"pipeline_{args.tracks}" + ("_ingest_validate" if args.no_retrain else "")] = report
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(report)
     return 0
@@ -351,12 +366,13 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(report: dict) -> None:
     configs = report["configs"]
     names = list(configs)
+    stages = list(next(iter(configs.values()))["stages"])
     print(
         f"\nsharded stages, {report['tracks']} tracks of {report['clip_seconds']} s clips, "
-        f"{report['frontend']} front end"
+        f"{report['frontend'] or 'no retrain'}"
     )
     print("  stage       " + "".join(f"{n:>22}" for n in names))
-    for stage in STAGES:
+    for stage in stages:
         cells = []
         for name, c in configs.items():
             cell = f"{c['stages'][stage]['wall_s']:.0f} s"
@@ -366,7 +382,7 @@ def print_table(report: dict) -> None:
         print(f"  {stage:<12}" + "".join(cells))
     print("  (x: the one task's time over this one's; above 1 is faster)")
     print("\nlargest task process on the workers while each stage ran (MB)")
-    for stage in STAGES:
+    for stage in stages:
         cells = "".join(f"{c['stages'][stage]['task_peak_rss_mb']:>22}" for c in configs.values())
         print(f"  {stage:<12}{cells}")
     print("\npeak resident memory (MB); '(children)': the largest process a server started")

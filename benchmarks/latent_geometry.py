@@ -10,6 +10,8 @@ stabilities: "kmeans ARI", the mean ARI between KMeans seeds on ONE fixed repres
 - the frozen front end's pooled patch features, standardised (the baseline);
 - their first 16 principal components, as they are and whitened (each to unit variance);
 - the clips' mean patches on the 16 directions of a within-clip LDA (`within_clip_lda`);
+- the baseline with each row averaged with its 5, 10 or 20 nearest rows (`knn_smoothed`): a
+  VAE trained to reconstruct a track's neighbours instead of the track would at best learn this;
 - our VAE at its retrain defaults, once per seed: its embedding (the posterior means) and the
   same standardised per dimension, as the embeddings of models trained before were.
 
@@ -35,6 +37,7 @@ import scipy.linalg
 import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import normalized_mutual_info_score
+from sklearn.neighbors import NearestNeighbors
 
 from benchmarks.bench_features import log_to_console, machine_info
 from benchmarks.realaudio import METADATA_NAME, SUBSET_FOLDER, build_realaudio
@@ -106,6 +109,21 @@ def within_clip_lda(patches: np.ndarray, dim: int = 16, reg: float = 0.1) -> np.
     return means @ directions[:, top] * np.sqrt(np.maximum(ratio[top], 0.0))
 
 
+def knn_smoothed(x: np.ndarray, neighbours: int) -> np.ndarray:
+    """Each row averaged with its `neighbours` nearest rows (cosine): what a model that learns
+    to predict a track's neighbours from the track could at best add to a linear map."""
+    nearest = NearestNeighbors(n_neighbors=neighbours + 1, metric="cosine").fit(x)
+    return x[nearest.kneighbors(x, return_distance=False)].mean(axis=1)
+
+
+def knn_agreement(x: np.ndarray, labels: list[str], neighbours: int) -> float:
+    """The share of each row's `neighbours` nearest rows (cosine) with its label."""
+    nearest = NearestNeighbors(n_neighbors=neighbours + 1, metric="cosine").fit(x)
+    index = nearest.kneighbors(x, return_distance=False)[:, 1:]
+    labels = np.asarray(labels)
+    return float(np.mean(labels[index] == labels[:, None]))
+
+
 def vae_embeddings(patches: np.ndarray, seeds: list[int]) -> list[np.ndarray]:
     """Per seed, the embedding of every window."""
     n = len(patches)
@@ -150,10 +168,19 @@ def main() -> None:
             seeds,
         ),
         "  within-clip LDA 16": scores(within_clip_lda(patches), labels, k, seeds),
+        **{
+            f"  averaged with its {n} nearest": scores(knn_smoothed(frozen, n), labels, k, seeds)
+            for n in (5, 10, 20)
+        },
         "VAE posterior means": scores(vae, labels, k, seeds),
         "  standardised per dimension": scores([standardise(z) for z in vae], labels, k, seeds),
     }
+    agreement = {n: knn_agreement(frozen, labels, n) for n in (5, 10, 20)}
     print(f"\n{len(labels)} windows, {k} collections, KMeans, {len(seeds)} seeds")
+    print(
+        "  nearest neighbours (frozen, cosine) of the same collection: "
+        + ", ".join(f"{share:.2f} of {n}" for n, share in agreement.items())
+    )
     print(f"  {'':34s} {'NMI':>15s} {'seed ARI':>9s} {'kmeans ARI':>11s}")
     for name, r in rows.items():
         seed_ari = "-" if r["seed_ari"] is None else f"{r['seed_ari']:.2f}"
@@ -166,6 +193,7 @@ def main() -> None:
         "collections": k,
         "seeds": seeds,
         "rows": rows,
+        "knn_same_collection": agreement,
         "machine": machine_info(),
     }
     args.out.write_text(json.dumps(report, indent=2))

@@ -8,6 +8,7 @@ the run equals a single-shard one.
 """
 
 import time
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -149,6 +150,22 @@ def test_the_shards_ran_on_both_workers(two_workers):
     hosts = {ti["hostname"] for ti in embeds}
     assert len(hosts) == 2 and all(h.startswith(("worker-1.", "worker-2.")) for h in hosts)
     assert stack.status()["airflow-celery-worker-2"] == "running"
+
+
+def test_every_shard_is_sent_to_the_broker_before_one_ends(two_workers):
+    """A worker that finishes a shard takes the next from the broker; it does not wait for the
+    scheduler to see a free executor slot and send one (AIRFLOW__CORE__PARALLELISM above the
+    slots)."""
+    _, client, run_id = two_workers
+    embeds = [
+        ti
+        for ti in client.task_instances("catalogue_recluster", run_id)
+        if ti["task_id"] == "embed"
+    ]
+    assert len(embeds) > 2  # more shards than the two workers have slots
+    queued = [datetime.fromisoformat(ti["queued_when"]) for ti in embeds]
+    ended = [datetime.fromisoformat(ti["end_date"]) for ti in embeds]
+    assert max(queued) < min(ended)
 
 
 def test_the_sharded_run_equals_a_single_shard_run(two_workers):

@@ -35,8 +35,11 @@ class PipelineRuns:
     runs: dict[str, str]
 
 
-def run_pipeline(client: AirflowClient, retrain_conf: dict, timeout: float = 1800) -> PipelineRuns:
-    """Trigger ingest and retrain through the REST API; follow what their Assets trigger."""
+def run_pipeline(
+    client: AirflowClient, retrain_conf: dict | None, timeout: float = 1800
+) -> PipelineRuns:
+    """Trigger ingest and retrain (unless `retrain_conf` is None) through the REST API; follow
+    what their Assets trigger."""
     client.wait_for_dags(list(DAGS))
     since = utcnow()
     # Unpausing a scheduled DAG starts its latest slot at once. Let the retrain's slot run (and
@@ -48,7 +51,8 @@ def run_pipeline(client: AirflowClient, retrain_conf: dict, timeout: float = 180
         client.unpause(dag_id)
     runs: dict[str, str] = {}
     run_and_follow(client, "merge_ingest", {}, runs, since, timeout)
-    run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
+    if retrain_conf is not None:
+        run_and_follow(client, "musicvae_retrain", retrain_conf, runs, since, timeout)
     return PipelineRuns(runs)
 
 

@@ -140,6 +140,11 @@ class Airflow:
                 # task it cannot start yet, so the queue spreads over the workers.
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2" if self.workers == 1 else "1",
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                # The workers' slots bound what runs; the executor's parallelism bounds only what
+                # is sent to the broker. At 2 a worker that finished a shard waited for the
+                # scheduler to see a free slot before its next shard was sent (seconds per
+                # shard); with the shards queued in the broker it takes the next one at once.
+                "AIRFLOW__CORE__PARALLELISM": "32",
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
             }

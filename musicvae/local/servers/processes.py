@@ -3,6 +3,7 @@ and the pid files under the stack's folder of the processes it spawns and stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -10,6 +11,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+import psutil
 
 from musicvae.core.errors import StackError
 
@@ -110,6 +113,7 @@ class Processes:
         if not pid_file.exists():
             return
         pid = int(pid_file.read_text())
+        strays = _descendants(pid)
         if pid_alive(pid):
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
@@ -121,5 +125,29 @@ class Processes:
                     time.sleep(0.2)
                 if not pid_alive(pid):
                     break
+        _end(strays, timeout)
         pid_file.unlink(missing_ok=True)
         log.info("stopped %s", name)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _end(processes: list[psutil.Process], timeout: float) -> None:
+    """Terminate, then kill, whichever of `processes` outlived their server's process group.
+
+    Airflow's task supervisor moves each task into a process group of its own, which the
+    server's killpg does not reach: a task still running when its Celery worker stopped lived on
+    (a training task, at a full core for 40 minutes after its stack went down)."""
+    for sig in ("terminate", "kill"):
+        alive = [p for p in processes if p.is_running()]
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                getattr(p, sig)()
+        _, processes = psutil.wait_procs(alive, timeout=timeout)
+        if not processes:
+            return
