@@ -1,6 +1,6 @@
 """The sharded stages on Airflow's Celery workers: one task against shards on 1 and 2 workers.
 
-    python -m benchmarks.bench_workers [--tracks 100000] [--shard-size 5000] [--clip-seconds 4]
+    python -m benchmarks.bench_workers [--tracks 100000] [--shard-size N] [--clip-seconds 4]
                                        [--frontend musicnn|mel] [--configs one-task 2-workers]
                                        [--keep] [--no-retrain]
 
@@ -23,6 +23,9 @@ one task            MUSICVAE_SHARD_SIZE above the catalogue: each stage is one t
                     task slots);
 2 workers x 1 slot  shards of `shard_size` on two workers, a slot each.
 
+Both sharded configurations have two task slots; `--shard-size` defaults to the README's sizing
+rule for them, about 3 shards per slot and at least 2000 tracks (16,667 at 100,000 tracks).
+
 `--no-retrain` stops after merge_ingest and what its Assets trigger: ingest and validation
 alone, in minutes where the front end would take most of an hour at 100,000 tracks.
 
@@ -39,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -65,6 +69,7 @@ CACHE = HERE / ".cache"
 RESULTS = HERE / "results" / "scale.json"
 TIMEOUT_S = 6 * 3600
 BASE_CLIPS = 32
+SHARDED_SLOTS = 2  # 1 worker x 2 slots or 2 workers x 1 slot: the stack's task slots on 2 cores
 ONE_TASK = "one task"
 # Each stage: its DAG and the tasks that make it (the plan, the mapped shards, the reduce).
 STAGES = {
@@ -253,6 +258,12 @@ def run_config(landing: Path, shard_size: int, workers: int, conf: dict | None) 
     }
 
 
+def sized_shards(tracks: int) -> int:
+    """The README's rule, `tracks / (3 x workers x slots)`, for the two task slots of either
+    sharded configuration, and never below 2000 tracks, where start-up outweighs the work."""
+    return max(2000, math.ceil(tracks / (3 * SHARDED_SLOTS)))
+
+
 def label(config: dict, tracks: int) -> str:
     if config["shard_size"] > tracks:
         return ONE_TASK
@@ -299,7 +310,7 @@ CONFIGS = {"one-task": (False, 1), "1-worker": (True, 1), "2-workers": (True, 2)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracks", type=int, default=100_000)
-    p.add_argument("--shard-size", type=int, default=5000)
+    p.add_argument("--shard-size", type=int, help="default: `sized_shards(tracks)`")
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--frontend", choices=("musicnn", "mel"), default="musicnn")
@@ -340,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = json.loads(measured.read_text()) if args.keep and measured.exists() else {}
     for name in args.configs:
         sharded, workers = CONFIGS[name]
-        shard_size = args.shard_size if sharded else args.tracks + 1
+        shard_size = (args.shard_size or sized_shards(args.tracks)) if sharded else args.tracks + 1
         result = run_config(landing, shard_size, workers, conf)
         configs[label(result, args.tracks)] = result
         measured.write_text(json.dumps(configs, indent=2))  # kept if a later one fails
