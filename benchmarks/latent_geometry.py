@@ -109,19 +109,22 @@ def within_clip_lda(patches: np.ndarray, dim: int = 16, reg: float = 0.1) -> np.
     return means @ directions[:, top] * np.sqrt(np.maximum(ratio[top], 0.0))
 
 
+def nearest(x: np.ndarray, neighbours: int) -> np.ndarray:
+    """[N, neighbours]: each row's nearest other rows by cosine distance."""
+    index = NearestNeighbors(n_neighbors=neighbours + 1, metric="cosine").fit(x)
+    return index.kneighbors(x, return_distance=False)[:, 1:]
+
+
 def knn_smoothed(x: np.ndarray, neighbours: int) -> np.ndarray:
-    """Each row averaged with its `neighbours` nearest rows (cosine): what a model that learns
-    to predict a track's neighbours from the track could at best add to a linear map."""
-    nearest = NearestNeighbors(n_neighbors=neighbours + 1, metric="cosine").fit(x)
-    return x[nearest.kneighbors(x, return_distance=False)].mean(axis=1)
+    """Each row averaged with its `neighbours` nearest rows: what a model that learns to
+    predict a track's neighbours from the track could at best add to a linear map."""
+    return (x + x[nearest(x, neighbours)].sum(axis=1)) / (neighbours + 1)
 
 
 def knn_agreement(x: np.ndarray, labels: list[str], neighbours: int) -> float:
-    """The share of each row's `neighbours` nearest rows (cosine) with its label."""
-    nearest = NearestNeighbors(n_neighbors=neighbours + 1, metric="cosine").fit(x)
-    index = nearest.kneighbors(x, return_distance=False)[:, 1:]
+    """The share of each row's `neighbours` nearest rows with its label."""
     labels = np.asarray(labels)
-    return float(np.mean(labels[index] == labels[:, None]))
+    return float(np.mean(labels[nearest(x, neighbours)] == labels[:, None]))
 
 
 def vae_embeddings(patches: np.ndarray, seeds: list[int]) -> list[np.ndarray]:
