@@ -380,7 +380,7 @@ def print_table(report: dict) -> None:
     stages = list(next(iter(configs.values()))["stages"])
     print(
         f"\nsharded stages, {report['tracks']} tracks of {report['clip_seconds']} s clips, "
-        f"{report['frontend'] or 'no retrain'}"
+        + (f"{report['frontend']} front end" if report["frontend"] else "no retrain")
     )
     print("  stage       " + "".join(f"{n:>22}" for n in names))
     for stage in stages:

@@ -143,11 +143,11 @@ def _end(processes: list[psutil.Process], timeout: float) -> None:
     Airflow's task supervisor moves each task into a process group of its own, which the
     server's killpg does not reach: a task still running when its Celery worker stopped lived on
     (a training task, at a full core for 40 minutes after its stack went down)."""
-    for sig in ("terminate", "kill"):
+    for method in ("terminate", "kill"):
         alive = [p for p in processes if p.is_running()]
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
-                getattr(p, sig)()
+                getattr(p, method)()
         _, processes = psutil.wait_procs(alive, timeout=timeout)
         if not processes:
             return
