@@ -138,13 +138,15 @@ def two_workers(tmp_path_factory):
         stack.down()
 
 
+def _embed_instances(client: AirflowClient, run_id: str) -> list[dict]:
+    """The recluster run's mapped embedding tasks."""
+    instances = client.task_instances("catalogue_recluster", run_id)
+    return [ti for ti in instances if ti["task_id"] == "embed"]
+
+
 def test_the_shards_ran_on_both_workers(two_workers):
     stack, client, run_id = two_workers
-    embeds = [
-        ti
-        for ti in client.task_instances("catalogue_recluster", run_id)
-        if ti["task_id"] == "embed"
-    ]
+    embeds = _embed_instances(client, run_id)
     assert sorted(ti["map_index"] for ti in embeds) == list(range(SHARD_TRACKS // SHARD_SIZE))
     assert {ti["state"] for ti in embeds} == {"success"}
     hosts = {ti["hostname"] for ti in embeds}
@@ -157,11 +159,7 @@ def test_every_shard_is_sent_to_the_broker_before_one_ends(two_workers):
     scheduler to see a free executor slot and send one (AIRFLOW__CORE__PARALLELISM above the
     slots)."""
     _, client, run_id = two_workers
-    embeds = [
-        ti
-        for ti in client.task_instances("catalogue_recluster", run_id)
-        if ti["task_id"] == "embed"
-    ]
+    embeds = _embed_instances(client, run_id)
     assert len(embeds) > 2  # more shards than the two workers have slots
     queued = [datetime.fromisoformat(ti["queued_when"]) for ti in embeds]
     ended = [datetime.fromisoformat(ti["end_date"]) for ti in embeds]

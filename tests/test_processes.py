@@ -1,9 +1,8 @@
 """Stopping a server stops everything it started, as Airflow's task processes show."""
 
 import sys
-import time
 
-from musicvae.local.servers.processes import Processes, pid_alive
+from musicvae.local.servers.processes import Processes, pid_alive, wait
 
 # A server that starts a child in a process group of its own, as Airflow's task supervisor
 # does, writes the child's pid, and waits.
@@ -24,10 +23,7 @@ def test_stop_ends_a_child_in_a_process_group_of_its_own(tmp_path):
     processes = Processes(tmp_path)
     child_pid = tmp_path / "child.pid"
     processes.spawn("server", [sys.executable, "-c", SERVER, str(child_pid)], {})
-    deadline = time.monotonic() + 30
-    while not child_pid.exists() or not child_pid.read_text():
-        assert time.monotonic() < deadline, "the server never started its child"
-        time.sleep(0.1)
+    wait(lambda: child_pid.read_text(), "the server's child", timeout=30)
     child = int(child_pid.read_text())
     server = int(processes.pid_file("server").read_text())
     assert pid_alive(child) and pid_alive(server)

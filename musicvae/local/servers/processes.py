@@ -109,23 +109,30 @@ class Processes:
         log.info("started %s (pid %s)", name, proc.pid)
 
     def stop(self, name: str, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL, to the server's process group and to every process it had
+        started, each step waiting up to `timeout` for them to end.
+
+        Its processes are listed before any signal: once the server is gone they are init's and
+        cannot be found. Airflow's task supervisor moves each task into a process group of its
+        own, which killpg does not reach: a task still running when its Celery worker stopped
+        lived on (a training task, at a full core for 40 minutes after its stack went down)."""
         pid_file = self.pid_file(name)
         if not pid_file.exists():
             return
         pid = int(pid_file.read_text())
-        strays = _descendants(pid)
-        if pid_alive(pid):
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(pid, sig)
-                except ProcessLookupError:
-                    break
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and pid_alive(pid):
-                    time.sleep(0.2)
-                if not pid_alive(pid):
-                    break
-        _end(strays, timeout)
+        started = _descendants(pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not pid_alive(pid) and not started:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            for p in started:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and pid_alive(pid):
+                time.sleep(0.2)
+            _, started = psutil.wait_procs(started, timeout=max(0.0, deadline - time.monotonic()))
         pid_file.unlink(missing_ok=True)
         log.info("stopped %s", name)
 
@@ -135,19 +142,3 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-
-
-def _end(processes: list[psutil.Process], timeout: float) -> None:
-    """Terminate, then kill, whichever of `processes` outlived their server's process group.
-
-    Airflow's task supervisor moves each task into a process group of its own, which the
-    server's killpg does not reach: a task still running when its Celery worker stopped lived on
-    (a training task, at a full core for 40 minutes after its stack went down)."""
-    for method in ("terminate", "kill"):
-        alive = [p for p in processes if p.is_running()]
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                getattr(p, method)()
-        _, processes = psutil.wait_procs(alive, timeout=timeout)
-        if not processes:
-            return
