@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import uuid
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,11 +19,25 @@ logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory):
+def stack_dir(request):
+    """Makes a new folder for a local stack, outside pytest's temporary root: each pytest
+    session sets that root back to mode 0700, and run as root, a stack's PostgreSQL runs as
+    another user, who would then lose its data folder to the next session started beside
+    this one. The folders are kept when a test failed, for their logs."""
+    root = Path(tempfile.mkdtemp(prefix="musicvae-stacks-"))
+    yield lambda name: Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+    if request.session.testsfailed:
+        warnings.warn(f"the stacks of this session are kept for their logs in {root}", stacklevel=1)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def servers(stack_dir):
     """PostgreSQL 18 + pgvector and an S3 server, started from the venv's wheels on loopback."""
     from musicvae.local.stack import Stack
 
-    stack = Stack(tmp_path_factory.mktemp("stack"))
+    stack = Stack(stack_dir("stack"))
     stack.up(airflow=False)
     yield stack
     stack.down()
@@ -75,8 +92,6 @@ def sample_catalogue(tmp_path_factory):
 
 @pytest.fixture
 def landing(sample_catalogue, tmp_path):
-    import shutil
-
     target = tmp_path / "landing"
     shutil.copytree(sample_catalogue, target)
     return target

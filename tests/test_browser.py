@@ -57,9 +57,9 @@ REVIEW_READING_S = 15  # see the approval test
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+def ui(stack_dir):
     """A stack with its catalogue ingested and validated; a REST client; the validation run id."""
-    stack = Stack(tmp_path_factory.mktemp("browser-stack"))
+    stack = Stack(stack_dir("browser-stack"))
     stack.up()
     try:
         build_sample(stack.landing, tracks=TRACKS, seed=3, progress=False)

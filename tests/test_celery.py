@@ -26,8 +26,8 @@ TRACKS = 6
 
 
 @pytest.fixture(scope="module")
-def celery_stack(tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("celery-stack"), executor="celery")
+def celery_stack(stack_dir):
+    stack = Stack(stack_dir("celery-stack"), executor="celery")
     stack.up()
     try:
         yield stack
@@ -114,7 +114,7 @@ SHARD_SIZE = 2
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
+def two_workers(stack_dir, tmp_path_factory):
     """A Celery stack with two workers and shards of two tracks, a champion trained on an
     eight-track sample in this process, and catalogue_recluster run through the workers."""
     from .champion import train_champion
@@ -122,7 +122,7 @@ def two_workers(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
         env.setenv("MUSICVAE_EMBED_SHARD_SIZE", str(SHARD_SIZE))
-        stack = Stack(tmp_path_factory.mktemp("two-workers"), executor="celery", workers=2)
+        stack = Stack(stack_dir("two-workers"), executor="celery", workers=2)
         stack.up()
     try:
         landing = tmp_path_factory.mktemp("two-workers-landing")

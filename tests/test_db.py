@@ -4,6 +4,7 @@ import hashlib
 import shutil
 
 import numpy as np
+import psycopg2
 import pytest
 import sqlalchemy as sa
 
@@ -257,3 +258,21 @@ def test_a_versions_first_embeddings_get_a_partition_and_index_of_their_own(one_
     assert placed == [("track_embeddings_v1", "s/A1", "[1,2]")]
     assert index_on == "track_embeddings_v1"
     assert again == [("run-2", "[5,6]")]
+
+
+def test_the_server_keeps_its_data_folder_when_another_pytest_session_starts(
+    servers, tmp_path_factory
+):
+    # What a second session does to pytest's temporary root, run beside this one. Run as
+    # root, the server runs as another user; a CHECKPOINT reopens its pg_control, which
+    # panicked the server when its data folder lay under that root.
+    tmp_path_factory.getbasetemp().parent.chmod(0o700)
+    conn = psycopg2.connect(servers.database_url("postgres", driver="postgresql"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+            cur.execute("SELECT count(*) FROM pg_database")
+            assert cur.fetchone()[0] >= 3
+    finally:
+        conn.close()

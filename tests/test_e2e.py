@@ -21,16 +21,16 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, stack_dir):
     # Started as the README tells a user to: MUSICVAE_LANDING at their download (here one
     # subset folder itself, as unzipped), then `musicvae stack up`.
     download = tmp_path_factory.mktemp("download")
     build_sample(download, tracks=24, seed=3, defects=True, progress=False)
-    stack_dir = tmp_path_factory.mktemp("e2e-stack")
+    folder = stack_dir("e2e-stack")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MUSICVAE_LANDING", str(download / "MERGE_Bimodal_Balanced"))
-        assert cli.main(["stack", "up", "--stack-dir", str(stack_dir)]) == 0
-    stack = Stack(stack_dir)
+        assert cli.main(["stack", "up", "--stack-dir", str(folder)]) == 0
+    stack = Stack(folder)
     try:
         client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
         runs = run_pipeline(client, {"epochs": 2, "n_clusters": 4, "seed": 1}, timeout=900)
