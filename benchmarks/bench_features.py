@@ -61,10 +61,35 @@ def log_to_console() -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu_name() -> str:
+    """The CPU's model and its widest vector units: machines of one kind have differed
+    threefold in the front end's speed by these alone (AVX2 only against AVX-512 and AMX)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    units = [f for f in VECTOR_FLAGS if f in flags]
+    return f"{fields.get('model name', platform.machine())} ({' '.join(units) or 'no AVX2'})"
+
+
+def describe_machine(m: dict) -> str:
+    """One line for a benchmark's printout: the machine a result's figures came from."""
+    return f"{m['cpu_count']} CPUs ({m.get('cpu', '?')}), load {m.get('load_average_1m', '?')}"
+
+
 def machine_info() -> dict:
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
@@ -215,7 +240,7 @@ def table(result: dict) -> str:
     m = result["machine"]
     lines = [
         f"Feature extraction, {result['clips']} MP3 clips, best of {result['repeats']} rounds; "
-        f"{m['cpu_count']} CPUs, load {m.get('load_average_1m', '?')}",
+        f"{describe_machine(m)}",
         f"{'path':<30} {'image':>9} {'seconds':>8} {'clips/s':>8} {'CPU ms/clip':>12} "
         f"{'x research':>11} {'x 1-thread':>11}",
     ]

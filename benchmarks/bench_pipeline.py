@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.bench_features import log_to_console, machine_info
+from benchmarks.bench_features import describe_machine, log_to_console, machine_info
 from musicvae.local.airflow_client import AirflowClient, utcnow
 from musicvae.local.demo import run_and_follow, run_pipeline
 from musicvae.local.sample.layout import build_sample
@@ -136,7 +136,7 @@ def print_table(report: dict) -> None:
         f"{'met' if report['met'] else 'NOT met'})"
     )
     m = report["machine"]
-    print(f"machine: {m['cpu_count']} CPUs, {m['platform']}, load {m.get('load_average_1m', '?')}")
+    print(f"machine: {describe_machine(m)}, {m['platform']}")
 
 
 def _s(seconds: float | None) -> str:

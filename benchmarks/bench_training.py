@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.bench_features import machine_info
+from benchmarks.bench_features import describe_machine, machine_info
 from benchmarks.research_model import (
     RESEARCH_BATCH_SIZE,
     RESEARCH_FRAMES,
@@ -189,8 +189,7 @@ def table(result: dict) -> str:
     if "ours_default_batch" in result:
         rows.append(("ours (HybridVAE, fit)", result["ours_default_batch"]))
     lines = [
-        f"Training throughput, CPU; {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, "
-        f"load {m.get('load_average_1m', '?')}",
+        f"Training throughput, CPU; {describe_machine(m)}, {m['torch_threads']} torch threads",
         f"{'model':<24} {'input':>8} {'params':>8} {'batch':>5} {'samples/s':>9} "
         f"{'s/2000-track epoch':>18} {'speed-up':>8}",
     ]

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.bench_features import log_to_console, machine_info
+from benchmarks.bench_features import describe_machine, log_to_console, machine_info
 from musicvae.local.airflow_client import AirflowClient
 from musicvae.local.demo import run_pipeline
 from musicvae.local.sample import metadata
@@ -402,7 +402,7 @@ def print_table(report: dict) -> None:
         cells = "".join(f"{c['peak_rss_mb_by_process'].get(role, 0):>22}" for c in configs.values())
         print(f"  {role:<34}{cells[12:]}")
     m = report["machine"]
-    print(f"machine: {m['cpu_count']} CPUs, {m['platform']}, load {m.get('load_average_1m', '?')}")
+    print(f"machine: {describe_machine(m)}, {m['platform']}")
     if "extrapolated_1m" not in report:
         return
     print(
