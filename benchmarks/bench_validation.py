@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.bench_features import log_to_console
+from benchmarks.bench_features import log_to_console, machine_info
 from musicvae.ingest.run import run_ingest
 from musicvae.local.sample.layout import build_sample
 from musicvae.local.stack import Stack
@@ -94,13 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "tracks_per_s": figures["tracks_per_s"] >= TARGET_TRACKS_PER_S,
             "rerun_s": figures["rerun_s"] < TARGET_RERUN_S,
         },
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            # The machine may be shared: the 1-minute load at the end says how busy it was.
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        },
+        "machine": machine_info(),  # its load is the end's, after the timed runs
     }
     f = figures
     print(f"\nvalidation of the {args.tracks}-track sample")
