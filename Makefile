@@ -49,7 +49,7 @@ system-deps:
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a passing one.
 test: install system-deps
-	$(PY) -m pytest -ra; rc=$$?; \
+	$(PY) -m pytest -ra --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the suite"; exit 1; fi; \
 	exit $$rc
 

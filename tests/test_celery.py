@@ -1,10 +1,11 @@
-"""The deployment's CeleryExecutor path, for real: Redis broker, Celery workers, mapped shards.
+"""The deployment's CeleryExecutor path, for real: Redis broker, two Celery workers, mapped shards.
 
 The stack starts its own Redis (Debian's redis-server) on a free loopback port, an Airflow
-scheduler, api-server and dag-processor configured with the CeleryExecutor, and one
-`airflow celery worker`. The scheduler hands merge_ingest's tasks to Celery; the worker runs them.
-A second stack runs two workers: catalogue_recluster's embedding shards spread over both, and
-the run equals a single-shard one.
+scheduler, api-server and dag-processor configured with the CeleryExecutor, and two
+`airflow celery worker`s, with shards of two tracks. merge_ingest runs through Celery; then a
+champion is trained in this process on what it ingested, and catalogue_recluster's embedding
+shards spread over both workers, with a result equal to a single-shard run. One stack serves
+both: an Airflow stack is the slowest thing the suite starts.
 """
 
 import time
@@ -16,42 +17,27 @@ import sqlalchemy as sa
 from musicvae.core import db
 from musicvae.local.airflow_client import AirflowClient, utcnow
 from musicvae.local.sample.layout import build_sample
-from musicvae.local.servers.airflow import AIRFLOW_USER
+from musicvae.local.servers.airflow import AIRFLOW_USER, worker_names
 from musicvae.local.servers.postgres import AIRFLOW_DB
 from musicvae.local.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-TRACKS = 6
+TRACKS = 8
+SHARD_SIZE = 2
 
 
 @pytest.fixture(scope="module")
 def celery_stack(stack_dir):
-    stack = Stack(stack_dir("celery-stack"), executor="celery")
-    stack.up()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
+        env.setenv("MUSICVAE_EMBED_SHARD_SIZE", str(SHARD_SIZE))
+        stack = Stack(stack_dir("celery-stack"), executor="celery", workers=2)
+        stack.up()
     try:
         yield stack
     finally:
         stack.down()
-
-
-@pytest.fixture(scope="module")
-def ingest_run(celery_stack, tmp_path_factory):
-    """merge_ingest run through Celery on a separate landing zone given as the run parameter.
-
-    The stack's own landing zone stays empty, so the slot run that unpausing starts finds
-    nothing and skips; the triggered run is the one that ingests.
-    """
-    landing = tmp_path_factory.mktemp("celery-landing")
-    build_sample(landing, tracks=TRACKS, seed=5, progress=False)
-    client = AirflowClient(celery_stack.api_url, AIRFLOW_USER, celery_stack.airflow_password)
-    client.wait_for_dags(["merge_ingest"])
-    since = utcnow()
-    client.unpause("merge_ingest")
-    run_id = client.trigger("merge_ingest", {"landing": str(landing)})
-    for other in client.runs_since("merge_ingest", since):
-        client.wait("merge_ingest", other, timeout=300)
-    return client, run_id
 
 
 def _rows(url: str, sql: str, **params):
@@ -59,13 +45,42 @@ def _rows(url: str, sql: str, **params):
         return conn.execute(sa.text(sql), params).all()
 
 
-def test_the_ingest_task_ran_on_the_celery_worker(celery_stack, ingest_run):
-    client, run_id = ingest_run
+@pytest.fixture(scope="module")
+def ingest_run(celery_stack, tmp_path_factory):
+    """merge_ingest run through Celery on a separate landing zone given as the run parameter,
+    with the catalogue's rows as that run left them (the recluster below validates them).
+
+    The stack's own landing zone stays empty, so the slot run that unpausing starts finds
+    nothing and skips; the triggered run is the one that ingests.
+    """
+    landing = tmp_path_factory.mktemp("celery-landing")
+    build_sample(landing, tracks=TRACKS, seed=6, progress=False)
+    client = AirflowClient(celery_stack.api_url, AIRFLOW_USER, celery_stack.airflow_password)
+    client.wait_for_dags(["merge_ingest"])
+    since = utcnow()
+    client.unpause("merge_ingest")
+    run_id = client.trigger("merge_ingest", {"landing": str(landing)})
+    for other in client.runs_since("merge_ingest", since):
+        client.wait("merge_ingest", other, timeout=300)
+    url = celery_stack.database_url()
+    rows = {
+        "tracks": _rows(url, "SELECT status FROM tracks"),
+        "ingest_runs": _rows(url, "SELECT run_id FROM ingest_runs"),
+    }
+    return client, run_id, landing, rows
+
+
+def test_the_ingest_task_ran_on_a_celery_worker(celery_stack, ingest_run):
+    client, run_id, _, _ = ingest_run
     assert client.task_states("merge_ingest", run_id) == {
         "shards": "success",
         "upload": "success",
         "ingest": "success",
     }
+    uploads = [
+        ti for ti in client.task_instances("merge_ingest", run_id) if ti["task_id"] == "upload"
+    ]
+    assert len(uploads) == TRACKS // SHARD_SIZE
     # The scheduler records the Celery task id it sent; Celery's result backend holds that
     # task's outcome, written by the worker when it finished. The task reports success to
     # Airflow before its Celery task returns, so the backend may still say STARTED briefly.
@@ -85,15 +100,15 @@ def test_the_ingest_task_ran_on_the_celery_worker(celery_stack, ingest_run):
         time.sleep(1)
     assert queue == "default"
     assert celery_id and celery_status == "SUCCESS"
-    worker_log = (celery_stack.root / "logs" / "airflow-celery-worker.log").read_text()
-    assert celery_id in worker_log and run_id in worker_log
+    logs = celery_stack.root / "logs"
+    worker_logs = [(logs / f"{name}.log").read_text() for name in worker_names(2)]
+    assert any(celery_id in log and run_id in log for log in worker_logs)
 
 
-def test_the_ingest_wrote_its_rows(celery_stack, ingest_run):
-    _, run_id = ingest_run
-    tracks = _rows(celery_stack.database_url(), "SELECT status FROM tracks")
-    assert len(tracks) == TRACKS and {s for (s,) in tracks} == {"new"}
-    assert _rows(celery_stack.database_url(), "SELECT run_id FROM ingest_runs") == [(run_id,)]
+def test_the_ingest_wrote_its_rows(ingest_run):
+    _, run_id, _, rows = ingest_run
+    assert len(rows["tracks"]) == TRACKS and {s for (s,) in rows["tracks"]} == {"new"}
+    assert rows["ingest_runs"] == [(run_id,)]
 
 
 def test_the_stack_runs_the_celery_executor_with_its_own_broker(celery_stack):
@@ -104,38 +119,26 @@ def test_the_stack_runs_the_celery_executor_with_its_own_broker(celery_stack):
     assert f"127.0.0.1:{celery_stack.state.ports['redis']}" in env["AIRFLOW__CELERY__BROKER_URL"]
     assert redis.Redis.from_url(celery_stack.broker_url).ping()
     status = celery_stack.status()
-    assert status["redis"].startswith("running") and status["airflow-celery-worker"] == "running"
+    assert {status[name] for name in worker_names(2)} == {"running"}
+    assert status["redis"].startswith("running")
 
 
-# -- two workers: a recluster's shards spread over them ---------------------------------------
-
-SHARD_TRACKS = 8
-SHARD_SIZE = 2
+# -- a recluster's shards spread over the two workers -----------------------------------------
 
 
 @pytest.fixture(scope="module")
-def two_workers(stack_dir, tmp_path_factory):
-    """A Celery stack with two workers and shards of two tracks, a champion trained on an
-    eight-track sample in this process, and catalogue_recluster run through the workers."""
+def two_workers(celery_stack, ingest_run):
+    """A champion trained in this process on the catalogue merge_ingest wrote (its ingest
+    finds nothing new), and catalogue_recluster run through the workers."""
     from .champion import train_champion
 
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MUSICVAE_SHARD_SIZE", str(SHARD_SIZE))  # the workers inherit it
-        env.setenv("MUSICVAE_EMBED_SHARD_SIZE", str(SHARD_SIZE))
-        stack = Stack(stack_dir("two-workers"), executor="celery", workers=2)
-        stack.up()
-    try:
-        landing = tmp_path_factory.mktemp("two-workers-landing")
-        build_sample(landing, tracks=SHARD_TRACKS, seed=6, progress=False)
-        train_champion(stack.settings(), landing, n_clusters=3)
-        client = AirflowClient(stack.api_url, AIRFLOW_USER, stack.airflow_password)
-        client.wait_for_dags(["catalogue_recluster"])
-        client.unpause("catalogue_recluster")
-        run_id = client.trigger("catalogue_recluster")
-        client.wait("catalogue_recluster", run_id, timeout=600)
-        yield stack, client, run_id
-    finally:
-        stack.down()
+    client, _, landing, _ = ingest_run
+    train_champion(celery_stack.settings(), landing, n_clusters=3)
+    client.wait_for_dags(["catalogue_recluster"])
+    client.unpause("catalogue_recluster")
+    run_id = client.trigger("catalogue_recluster")
+    client.wait("catalogue_recluster", run_id, timeout=600)
+    return celery_stack, client, run_id
 
 
 def _embed_instances(client: AirflowClient, run_id: str) -> list[dict]:
@@ -147,7 +150,7 @@ def _embed_instances(client: AirflowClient, run_id: str) -> list[dict]:
 def test_the_shards_ran_on_both_workers(two_workers):
     stack, client, run_id = two_workers
     embeds = _embed_instances(client, run_id)
-    assert sorted(ti["map_index"] for ti in embeds) == list(range(SHARD_TRACKS // SHARD_SIZE))
+    assert sorted(ti["map_index"] for ti in embeds) == list(range(TRACKS // SHARD_SIZE))
     assert {ti["state"] for ti in embeds} == {"success"}
     hosts = {ti["hostname"] for ti in embeds}
     assert len(hosts) == 2 and all(h.startswith(("worker-1.", "worker-2.")) for h in hosts)
@@ -176,7 +179,7 @@ def test_the_sharded_run_equals_a_single_shard_run(two_workers):
     # The run's shards were scratch: its recluster task removed them once it had written.
     assert list(ObjectStore(settings).list_keys(prefix(run_id) + "/")) == []
     single = [embed(settings, s) for s in plan(settings, "single-shard", size=1000)]
-    assert [s["n_items"] for s in single] == [SHARD_TRACKS]
+    assert [s["n_items"] for s in single] == [TRACKS]
     run_recluster(settings, "single-shard", shards=single)
     assignments = (
         "SELECT track_id, cluster_id, round(distance::numeric, 4) FROM cluster_assignments "
@@ -184,5 +187,5 @@ def test_the_sharded_run_equals_a_single_shard_run(two_workers):
     )
     url = stack.database_url()
     sharded = _rows(url, assignments, r=run_id)
-    assert len(sharded) == SHARD_TRACKS
+    assert len(sharded) == TRACKS
     assert _rows(url, assignments, r="single-shard") == sharded
