@@ -45,6 +45,11 @@ def _rows(url: str, sql: str, **params):
         return conn.execute(sa.text(sql), params).all()
 
 
+def _mapped(client: AirflowClient, dag_id: str, run_id: str, task_id: str) -> list[dict]:
+    """A run's instances of one mapped task, one per shard."""
+    return [ti for ti in client.task_instances(dag_id, run_id) if ti["task_id"] == task_id]
+
+
 @pytest.fixture(scope="module")
 def ingest_run(celery_stack, tmp_path_factory):
     """merge_ingest run through Celery on a separate landing zone given as the run parameter,
@@ -77,10 +82,7 @@ def test_the_ingest_task_ran_on_a_celery_worker(celery_stack, ingest_run):
         "upload": "success",
         "ingest": "success",
     }
-    uploads = [
-        ti for ti in client.task_instances("merge_ingest", run_id) if ti["task_id"] == "upload"
-    ]
-    assert len(uploads) == TRACKS // SHARD_SIZE
+    assert len(_mapped(client, "merge_ingest", run_id, "upload")) == TRACKS // SHARD_SIZE
     # The scheduler records the Celery task id it sent; Celery's result backend holds that
     # task's outcome, written by the worker when it finished. The task reports success to
     # Airflow before its Celery task returns, so the backend may still say STARTED briefly.
@@ -101,7 +103,8 @@ def test_the_ingest_task_ran_on_a_celery_worker(celery_stack, ingest_run):
     assert queue == "default"
     assert celery_id and celery_status == "SUCCESS"
     logs = celery_stack.root / "logs"
-    worker_logs = [(logs / f"{name}.log").read_text() for name in worker_names(2)]
+    names = worker_names(celery_stack.workers)
+    worker_logs = [(logs / f"{name}.log").read_text() for name in names]
     assert any(celery_id in log and run_id in log for log in worker_logs)
 
 
@@ -119,7 +122,7 @@ def test_the_stack_runs_the_celery_executor_with_its_own_broker(celery_stack):
     assert f"127.0.0.1:{celery_stack.state.ports['redis']}" in env["AIRFLOW__CELERY__BROKER_URL"]
     assert redis.Redis.from_url(celery_stack.broker_url).ping()
     status = celery_stack.status()
-    assert {status[name] for name in worker_names(2)} == {"running"}
+    assert {status[name] for name in worker_names(celery_stack.workers)} == {"running"}
     assert status["redis"].startswith("running")
 
 
@@ -141,15 +144,9 @@ def two_workers(celery_stack, ingest_run):
     return celery_stack, client, run_id
 
 
-def _embed_instances(client: AirflowClient, run_id: str) -> list[dict]:
-    """The recluster run's mapped embedding tasks."""
-    instances = client.task_instances("catalogue_recluster", run_id)
-    return [ti for ti in instances if ti["task_id"] == "embed"]
-
-
 def test_the_shards_ran_on_both_workers(two_workers):
     stack, client, run_id = two_workers
-    embeds = _embed_instances(client, run_id)
+    embeds = _mapped(client, "catalogue_recluster", run_id, "embed")
     assert sorted(ti["map_index"] for ti in embeds) == list(range(TRACKS // SHARD_SIZE))
     assert {ti["state"] for ti in embeds} == {"success"}
     hosts = {ti["hostname"] for ti in embeds}
@@ -162,7 +159,7 @@ def test_every_shard_is_sent_to_the_broker_before_one_ends(two_workers):
     scheduler to see a free executor slot and send one (AIRFLOW__CORE__PARALLELISM above the
     slots)."""
     _, client, run_id = two_workers
-    embeds = _embed_instances(client, run_id)
+    embeds = _mapped(client, "catalogue_recluster", run_id, "embed")
     assert len(embeds) > 2  # more shards than the two workers have slots
     queued = [datetime.fromisoformat(ti["queued_when"]) for ti in embeds]
     ended = [datetime.fromisoformat(ti["end_date"]) for ti in embeds]
