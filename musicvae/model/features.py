@@ -182,11 +182,11 @@ def log_mel(
     return out
 
 
-def mel_from_bytes(data: bytes, cfg: MelConfig) -> np.ndarray:
+def mel_from_bytes(data: bytes, cfg: MelConfig, device: str | torch.device = "cpu") -> np.ndarray:
     """Decode, fit and transform one file: [n_mels, n_frames] float16, the size the cache stores."""
     wave, sr = decode_audio(data)
     clip = fit_clip(wave, sr, cfg)
-    return log_mel(clip[None, :], cfg)[0].astype(np.float16)
+    return log_mel(clip[None, :], cfg, device)[0].astype(np.float16)
 
 
 @contextlib.contextmanager
@@ -197,6 +197,11 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_thread_per_clip(device: str | torch.device) -> contextlib.AbstractContextManager:
+    """On the CPU, torch on one thread while threads each take a clip (see `extract_mels`)."""
+    return torch_threads(1) if torch.device(device).type == "cpu" else contextlib.nullcontext()
 
 
 def extract_mels(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from musicvae.core.storage import ObjectStore
+from musicvae.model.features import one_thread_per_clip
 from musicvae.model.frontends import Frontend
 
 log = logging.getLogger("musicvae.model.featurestore")
@@ -30,11 +31,16 @@ def _to_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def ensure_features(
-    store: ObjectStore, audio: list[tuple[str, str]], frontend: Frontend, batch_size: int = 32
-) -> int:
+# Clips in flight per task: threads beyond the cores cover each clip's two S3 round trips.
+THREADS = 4
+# A progress line per this many clips; each window's last clips are waited for (a few ms).
+LOG_EVERY = 512
+
+
+def ensure_features(store: ObjectStore, audio: list[tuple[str, str]], frontend: Frontend) -> int:
     """Compute and cache the features of every (audio_key, sha256) not cached yet; returns how
-    many were computed. Fetch, decode and the front end run in threads, one file each."""
+    many were computed. Each thread takes one clip through fetch, the front end and upload, so
+    no clip waits for a batch: the cores stay busy while other clips are on the network."""
     shas = sorted({sha for _, sha in audio})
     # One request per clip, in threads: a listing of the cache instead would read every cached
     # clip of the catalogue in every shard.
@@ -45,22 +51,16 @@ def ensure_features(
     if not todo:
         return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    started = time.monotonic()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            # Threads beyond the cores cover the S3 round trips.
-            arrays = frontend.extract(store.get_bytes, [key for key, _ in batch], device, 4)
-            list(
-                pool.map(
-                    lambda pair: store.put_bytes(
-                        feature_key(frontend, pair[0][1]), _to_bytes(pair[1])
-                    ),
-                    zip(batch, arrays, strict=True),
-                )
-            )
-            done = start + len(batch)
+    def compute(item: tuple[str, str]) -> None:
+        key, sha = item
+        array = frontend.from_bytes(store.get_bytes(key), device)
+        store.put_bytes(feature_key(frontend, sha), _to_bytes(array))
+
+    started = time.monotonic()
+    with one_thread_per_clip(device), ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for start in range(0, len(todo), LOG_EVERY):
+            done = start + len(list(pool.map(compute, todo[start : start + LOG_EVERY])))
             log.info(
                 "features: %d/%d clips through the %s front end on %s (%.1f clips/s)",
                 done,

@@ -5,7 +5,8 @@
   expert reads each patch's time-pooled mid-end activations and pools the patches itself.
 - `mel`: the clip's log-mel image, cropped to 29 s, which the VAE's own CNN learns from scratch.
 
-A front end turns audio bytes into what the feature store caches per content hash (`extract`),
+A front end turns audio bytes into what the feature store caches per content hash (`from_bytes`
+for one clip, `extract` for a list),
 a cached array into what the model reads of it (`row`), and the rows of a list of tracks into
 the model's input (`stack`). Its `key()` names
 every setting its output depends on, so features of different settings never mix.
@@ -22,7 +23,13 @@ import torch
 import torchaudio
 
 from musicvae.core.errors import ConfigurationError
-from musicvae.model.features import MelConfig, decode_audio, extract_mels, torch_threads
+from musicvae.model.features import (
+    MelConfig,
+    decode_audio,
+    extract_mels,
+    mel_from_bytes,
+    one_thread_per_clip,
+)
 from musicvae.model.musicnn import LAYERS, MusicnnConfig, layer, patch_features
 
 T = TypeVar("T")
@@ -48,6 +55,9 @@ class MelFrontend:
 
     def to_dict(self) -> dict:
         return {"name": self.name, **self.config.to_dict()}
+
+    def from_bytes(self, data: bytes, device: torch.device) -> np.ndarray:
+        return mel_from_bytes(data, self.config, device)
 
     def extract(
         self, load: Callable[[T], bytes], items: Sequence[T], device: torch.device, workers: int
@@ -92,28 +102,21 @@ class MusicnnFrontend:
     def to_dict(self) -> dict:
         return {**self.config.to_dict(), "name": self.name, "layer": self.layer}
 
+    def from_bytes(self, data: bytes, device: torch.device) -> np.ndarray:
+        """One clip's [P, FEATURE_DIM] float16: decode, resample to 16 kHz, every patch."""
+        samples, sr = decode_audio(data)
+        rate = self.config.sample_rate
+        if sr != rate:
+            samples = torchaudio.functional.resample(torch.from_numpy(samples), sr, rate).numpy()
+        return patch_features(samples, self.config, device).astype(np.float16)
+
     def extract(
         self, load: Callable[[T], bytes], items: Sequence[T], device: torch.device, workers: int
     ) -> list[np.ndarray]:
-        """On the CPU each worker thread takes one clip through fetch, decode, resampling and
-        the network, with torch on one thread (as `extract_mels` does, for the same reason); on
-        CUDA the threads decode and the GPU runs each clip's patches."""
-        rate = self.config.sample_rate
-
-        def wave(item: T) -> np.ndarray:
-            samples, sr = decode_audio(load(item))
-            if sr == rate:
-                return samples
-            return torchaudio.functional.resample(torch.from_numpy(samples), sr, rate).numpy()
-
-        def features(samples: np.ndarray) -> np.ndarray:
-            return patch_features(samples, self.config, device).astype(np.float16)
-
-        if device.type == "cuda":
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                return [features(w) for w in pool.map(wave, items)]
-        with torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda item: features(wave(item)), items))
+        """Each worker thread takes one clip through fetch and `from_bytes`; on the CPU torch runs
+        on one thread per clip (as `extract_mels` does, for the same reason)."""
+        with one_thread_per_clip(device), ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda item: self.from_bytes(load(item), device), items))
 
     def stack(self, rows: list[np.ndarray | None]) -> np.ndarray:
         """[N, P, D] float16 from `row`s, zero-padded to the longest track's P; tracks without
