@@ -72,14 +72,15 @@ def catalogue(stack: Stack, name: str, landing: Path):
 
 
 def ours(
-    settings, snapshot: str, frontend: str, epochs: int, seeds: list[int]
+    settings, snapshot: str, frontend: str, epochs: int, seeds: list[int], k: int
 ) -> tuple[list, float]:
-    """Our VAE trained through the retrain stage once per seed; embeddings of every track."""
+    """Our VAE trained through the retrain stage once per seed, for `k` clusters (as a user
+    sets `n_clusters`); embeddings of every track."""
     store = ObjectStore(settings)
     tracks = load_snapshot(store, snapshot)
     out, rates = [], []
     for seed in seeds:
-        params = RetrainParams(epochs=epochs, seed=seed, audio_frontend=frontend)
+        params = RetrainParams(epochs=epochs, seed=seed, audio_frontend=frontend, n_clusters=k)
         candidate = train(settings, snapshot, params)
         mv = versions.ModelVersion(0, snapshot, {}, candidate["artifact_prefix"], {}, "")
         loaded = versions.load(store, mv)
@@ -196,8 +197,11 @@ def run_dataset(stack, name, landing, args) -> dict:
     settings, snapshot = catalogue(stack, name, landing)
     tracks = load_snapshot(ObjectStore(settings), snapshot)
     base = baselines(settings, snapshot)
-    vae_mel, mel_rate = ours(settings, snapshot, "mel", args.epochs, args.seeds)
-    vae_musicnn, musicnn_rate = ours(settings, snapshot, "musicnn", args.musicnn_epochs, args.seeds)
+    k = len({t["genre"] for t in tracks if t["genre"]})
+    vae_mel, mel_rate = ours(settings, snapshot, "mel", args.epochs, args.seeds, k)
+    vae_musicnn, musicnn_rate = ours(
+        settings, snapshot, "musicnn", args.musicnn_epochs, args.seeds, k
+    )
     res, res_rate = research_runs(landing, settings, snapshot, args.epochs, args.seeds)
     reps = {
         "spectral": base["spectral"],

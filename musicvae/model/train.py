@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from musicvae.model.cluster_tuning import tune_clusters
 from musicvae.model.trained import (
     TrainConfig,
     TrainedModel,
@@ -338,7 +339,7 @@ def fit(
     if progress.best_state is not None:
         model.load_state_dict(progress.best_state)
     model.eval()
-    return TrainedModel(
+    trained = TrainedModel(
         model=model,
         config=config,
         audio_mean=stats[0],
@@ -347,3 +348,4 @@ def fit(
         best_val_loss=progress.best_val_loss,
         stopped_early=progress.stopped_early,
     )
+    return tune_clusters(trained, data) if config.clusters else trained

@@ -43,6 +43,12 @@ class TrainConfig:
     bands_weight: float | None = None
     width: int = 32
     hidden: int = 256  # the MLP experts' width, for a pretrained front end's patch features
+    # Cluster tuning (`musicvae.model.cluster_tuning`) towards this many clusters after the VAE
+    # has trained; 0: none. Needs a pretrained front end's patch features. Weight and epochs
+    # measured on the dev real-audio set (5 seeds, NMI): weight 300 0.24, 1000 0.27, 3000 0.27.
+    clusters: int = 0
+    cluster_weight: float = 1000.0
+    cluster_epochs: int = 75
 
     def to_dict(self) -> dict:
         return asdict(self)

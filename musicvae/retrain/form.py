@@ -73,7 +73,8 @@ RETRAIN_FORM: dict[str, dict] = {
         "type": "integer",
         "minimum": 2,
         "maximum": 200,
-        "description": "Number of KMeans clusters for the catalogue.",
+        "description": "Number of KMeans clusters for the catalogue; a musicnn model is also "
+        "tuned towards this many clusters as it trains.",
     },
     "promotion_margin": {
         "default": 0.01,

@@ -71,6 +71,8 @@ class RetrainParams:
             learning_rate=self.learning_rate,
             batch_size=self.batch_size,
             seed=self.seed,
+            # A pretrained front end's model is tuned towards the clusters the recluster makes.
+            clusters=self.n_clusters if frontends.frontend(self.audio_frontend).patches else 0,
         )
 
 
