@@ -80,8 +80,9 @@ def tune_clusters(trained: TrainedModel, data: TrainingData) -> TrainedModel:
     weights = (config.lyrics_weight, config.bands_weight)
     previous = None
     for epoch in range(config.cluster_epochs):
-        with torch.no_grad():
+        if epoch:  # the first epoch's means are the ones the centres were taken from
             mu = torch.from_numpy(trained.posterior_means(data)).to(device)
+        with torch.no_grad():
             target = sharpened(soft_assignments(mu, centres))
         assigned = target.argmax(dim=1).cpu().numpy()
         model.train()
